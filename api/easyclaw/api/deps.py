@@ -1,0 +1,35 @@
+"""FastAPI dependencies, as ``Annotated`` aliases the routes declare."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from easyclaw.api.state import ApiState
+
+# Declared so that /docs shows both ways to authenticate; which one is accepted
+# is decided by EASYCLAW_AUTH_MODE.
+_user_header = APIKeyHeader(name="x-user-id", auto_error=False, scheme_name="UserIdHeader")
+_bearer = HTTPBearer(auto_error=False, scheme_name="BearerJWT")
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.easyclaw
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+async def current_user(
+    request: Request,
+    state: StateDep,
+    _header: Annotated[str | None, Security(_user_header)] = None,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> str:
+    return await state.authenticator.user_id(request.headers)
+
+
+CurrentUser = Annotated[str, Depends(current_user)]

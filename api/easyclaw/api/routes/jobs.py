@@ -1,0 +1,225 @@
+"""/jobs: submit, read (with long-poll), list and cancel jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+from uuid import UUID
+
+import psycopg
+from fastapi import APIRouter, Header, Query, Response
+
+from easyclaw.api.deps import CurrentUser, StateDep
+from easyclaw.api.errors import ApiError
+from easyclaw.api.schemas import ErrorPublic, JobCreate, JobCreated, JobPublic, JobsPublic
+from easyclaw.core import queue
+from easyclaw.core.db import pooled
+from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
+from easyclaw.core.models import Job, JobStatus
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+MAX_WAIT_SECONDS = 60.0
+# A long-poll re-reads the job at least this often, in case a notification was missed.
+WAIT_RECHECK_SECONDS = 5.0
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorPublic} for code in (401, 503, *codes)}
+
+
+def job_not_found(job_id: str) -> ApiError:
+    return ApiError(404, "JOB_NOT_FOUND", f"no job with id {job_id}")
+
+
+def parse_job_id(job_id: str) -> UUID:
+    """Job ids are UUIDs; anything else cannot name a job, so it is simply not found."""
+    try:
+        return UUID(job_id)
+    except ValueError:
+        raise job_not_found(job_id) from None
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobCreated,
+    responses={
+        200: {
+            "model": JobCreated,
+            "description": "An earlier request with this idempotency key created the job",
+        },
+        **_errors(400, 409, 413, 422),
+    },
+)
+async def create_job(
+    body: JobCreate,
+    user_id: CurrentUser,
+    state: StateDep,
+    response: Response,
+    idempotency_key_header: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> JobCreated:
+    """Submit a job. It starts as PENDING; poll ``GET /jobs/{jobId}`` for its result."""
+    try:
+        job_type = state.registry.get(body.type)
+        payload = job_type.validate_payload(body.payload)
+    except UnknownJobTypeError as error:
+        raise ApiError(422, "UNKNOWN_JOB_TYPE", str(error)) from None
+    except InvalidPayloadError as error:
+        details = [
+            {"field": ".".join(map(str, p["loc"])), "message": p["msg"], "type": p["type"]}
+            for p in error.problems
+        ]
+        raise ApiError(422, "INVALID_PAYLOAD", str(error), details=details) from None
+    if (
+        body.idempotency_key
+        and idempotency_key_header
+        and body.idempotency_key != idempotency_key_header
+    ):
+        raise ApiError(
+            422, "VALIDATION_ERROR", "idempotencyKey and the Idempotency-Key header differ"
+        )
+    settings = state.settings
+    async with pooled(state.pool) as conn:
+        await state.users.ensure(conn, user_id)
+        if body.conversation_id is not None and not await queue.conversation_belongs_to_user(
+            conn, body.conversation_id, user_id
+        ):
+            raise ApiError(
+                422, "UNKNOWN_CONVERSATION", f"no conversation with id {body.conversation_id}"
+            )
+        try:
+            enqueued = await queue.enqueue(
+                conn,
+                user_id=user_id,
+                type=job_type.name,
+                payload=payload,
+                conversation_id=body.conversation_id,
+                priority=body.priority,
+                max_attempts=body.max_attempts
+                or job_type.max_attempts
+                or settings.job_default_max_attempts,
+                timeout_seconds=body.timeout_seconds,
+                run_at=body.run_at,
+                idempotency_key=body.idempotency_key or idempotency_key_header,
+            )
+        except queue.IdempotencyConflictError as error:
+            raise ApiError(409, "IDEMPOTENCY_CONFLICT", str(error)) from None
+        except psycopg.errors.ForeignKeyViolation:
+            # The user row vanished after we cached it (deleted by an admin): forget and say so.
+            state.users.forget(user_id)
+            raise ApiError(
+                409, "USER_CHANGED", "the user record changed; retry the request"
+            ) from None
+    if not enqueued.created:
+        response.status_code = 200
+        return JobCreated(
+            job_id=enqueued.job.id,
+            status=enqueued.job.status,
+            message="Job already exists for this idempotency key",
+        )
+    return JobCreated(
+        job_id=enqueued.job.id, status=enqueued.job.status, message="Job created successfully"
+    )
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=_errors(404, 422))
+async def read_job(
+    job_id: str,
+    user_id: CurrentUser,
+    state: StateDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Seconds to wait for the job to finish before answering (long-poll)",
+        ),
+    ] = 0,
+) -> JobPublic:
+    """A job of the caller's. Other users' jobs are "not found", never "forbidden"."""
+    parsed = parse_job_id(job_id)
+    if wait <= 0:
+        return JobPublic.from_job(await _load(state, parsed, user_id, job_id))
+    deadline = time.monotonic() + wait
+    with state.waiters.watch(parsed) as changed:
+        while True:
+            changed.clear()
+            job = await _load(state, parsed, user_id, job_id)
+            remaining = deadline - time.monotonic()
+            if job.status.is_terminal or remaining <= 0:
+                return JobPublic.from_job(job)
+            try:
+                async with asyncio.timeout(min(remaining, WAIT_RECHECK_SECONDS)):
+                    await changed.wait()
+            except TimeoutError:
+                pass
+
+
+async def _load(state: StateDep, job_id: UUID, user_id: str, raw_id: str) -> Job:
+    async with pooled(state.pool) as conn:
+        job = await queue.get_job(conn, job_id, user_id=user_id)
+    if job is None:
+        raise job_not_found(raw_id)
+    return job
+
+
+@router.get("", response_model=JobsPublic, responses=_errors(422))
+async def list_jobs(
+    user_id: CurrentUser,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: JobStatus | None = None,
+    type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    cursor: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
+) -> JobsPublic:
+    """The caller's jobs, newest first."""
+    after = None
+    if cursor:
+        try:
+            after = queue.ListCursor.decode(cursor)
+        except ValueError as error:
+            raise ApiError(422, "INVALID_CURSOR", str(error)) from None
+    async with pooled(state.pool) as conn:
+        jobs = await queue.list_jobs(
+            conn, user_id=user_id, limit=limit, status=status, type=type, after=after
+        )
+    next_cursor = None
+    if len(jobs) == limit:
+        last = jobs[-1]
+        next_cursor = queue.ListCursor(created_at=last.created_at, job_id=last.id).encode()
+    return JobsPublic(
+        jobs=[JobPublic.from_job(job) for job in jobs], count=len(jobs), next_cursor=next_cursor
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    responses={
+        202: {"model": JobPublic, "description": "Running: its worker was told to stop it"},
+        **_errors(404, 409),
+    },
+)
+async def cancel_job(
+    job_id: str, user_id: CurrentUser, state: StateDep, response: Response
+) -> JobPublic:
+    """Cancel a job: a PENDING job is CANCELLED at once (200); a RUNNING one is
+    stopped by its worker shortly after (202); a finished one cannot be (409)."""
+    parsed = parse_job_id(job_id)
+    async with pooled(state.pool) as conn:
+        result = await queue.cancel_job(conn, job_id=parsed, user_id=user_id)
+    if result.job is None:
+        raise job_not_found(job_id)
+    if not result.changed:
+        raise ApiError(
+            409,
+            "JOB_ALREADY_FINISHED",
+            f"job {job_id} already finished with status {result.job.status.value}",
+        )
+    if result.job.status is JobStatus.RUNNING:
+        response.status_code = 202
+    return JobPublic.from_job(result.job)

@@ -1,0 +1,120 @@
+"""Request and response bodies of the REST API (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from easyclaw.core.models import Job, JobStatus, QueueStats
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class JobCreate(ApiModel):
+    """``POST /jobs``. Unknown fields are rejected so that typos do not pass silently."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    type: str = Field(
+        min_length=1, max_length=64, description="Job type, e.g. ECHO or CHAT", examples=["ECHO"]
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Input of the job; its shape depends on the type",
+        examples=[{"message": "Hello from EasyClaw!"}],
+    )
+    conversation_id: UUID | None = Field(None, description="Conversation a CHAT job continues")
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first")
+    max_attempts: int | None = Field(None, ge=1, le=100)
+    timeout_seconds: float | None = Field(None, gt=0, le=86_400, description="Per attempt")
+    run_at: datetime | None = Field(None, description="Do not start before this time")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Same user and key return the same job "
+        "(also accepted as the Idempotency-Key header)",
+    )
+
+
+class JobCreated(ApiModel):
+    job_id: UUID
+    status: JobStatus
+    message: str
+
+
+class JobPublic(ApiModel):
+    id: UUID
+    status: JobStatus
+    type: str
+    payload: dict[str, Any]
+    result: Any = None
+    error: str | None = None
+    conversation_id: UUID | None = None
+    priority: int
+    attempts: int
+    max_attempts: int
+    timeout_seconds: float | None = None
+    cancel_requested: bool
+    run_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobPublic:
+        return cls(
+            id=job.id,
+            status=job.status,
+            type=job.type,
+            payload=job.payload,
+            result=job.result,
+            error=job.error,
+            conversation_id=job.conversation_id,
+            priority=job.priority,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            timeout_seconds=job.timeout_seconds,
+            cancel_requested=job.cancel_requested_at is not None,
+            run_at=job.run_at,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobsPublic(ApiModel):
+    jobs: list[JobPublic]
+    count: int
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
+
+
+class StatsPublic(ApiModel):
+    pending: int
+    ready: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+    recent_failures: int
+    completed_last_minute: int
+    oldest_pending_age_seconds: float
+    live_workers: int
+
+    @classmethod
+    def from_stats(cls, stats: QueueStats) -> StatsPublic:
+        return cls(**{field: getattr(stats, field) for field in cls.model_fields})
+
+
+class ErrorPublic(BaseModel):
+    error: str = Field(description="Stable machine-readable code, e.g. JOB_NOT_FOUND")
+    message: str = Field(description="What went wrong, for humans")
+    details: list[dict[str, Any]] | None = None

@@ -1,0 +1,235 @@
+"""The ``easyclaw`` command.
+
+Server commands (``up``, ``api``, ``worker``, ``migrate``) read the settings
+from the environment; client commands (``submit``, ``get``, ``list``,
+``cancel``, ``stats``) talk to a running API over REST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from easyclaw.cli.client import ApiCallError, ClientSettings, EasyClawClient
+
+
+def _settings() -> Any:
+    from easyclaw.core.settings import Settings
+
+    return Settings()
+
+
+def _apply_overrides(**overrides: Any) -> None:
+    """Flags win over the environment: set them as the variables the settings read."""
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"EASYCLAW_{name.upper()}"] = str(value)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from easyclaw.cli.up import run_up
+    from easyclaw.core.jsonlog import configure_logging
+
+    _apply_overrides(local_workers=args.workers, api_port=args.port)
+    settings = _settings()
+    configure_logging(settings.log_level)
+    return run_up(settings)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from easyclaw.api.server import main as serve
+
+    _apply_overrides(api_host=args.host, api_port=args.port)
+    serve(_settings(), workers=args.workers)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from easyclaw.worker.main import main as work
+
+    _apply_overrides(worker_concurrency=args.concurrency)
+    work(_settings())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from easyclaw.core.migrations import migrate, schema_sql
+
+    if args.print_sql:
+        sys.stdout.write(schema_sql())
+        return 0
+    settings = _settings()
+    applied = asyncio.run(migrate(settings.require_database_url()))
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        print("database is up to date")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> EasyClawClient:
+    settings = ClientSettings()
+    updates: dict[str, Any] = {}
+    if args.api_url:
+        updates["api_url"] = args.api_url
+    if args.user:
+        updates["user_id"] = args.user
+    return EasyClawClient(settings.model_copy(update=updates))
+
+
+def _print(body: Any) -> None:
+    print(json.dumps(body, indent=2, sort_keys=False))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload) if args.payload else {}
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"easyclaw submit: --payload is not valid JSON: {error}") from None
+    if args.message is not None:
+        payload["message"] = args.message
+    job: dict[str, Any] = {"type": args.type.upper(), "payload": payload, "priority": args.priority}
+    if args.conversation_id:
+        job["conversationId"] = args.conversation_id
+    with _client(args) as client:
+        created = client.submit(job, idempotency_key=args.idempotency_key)
+        if args.wait:
+            _print(client.get(created["jobId"], wait=args.wait))
+        else:
+            _print(created)
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.get(args.job_id, wait=args.wait))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(
+            client.list(limit=args.limit, status=args.status, type=args.type, cursor=args.cursor)
+        )
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.cancel(args.job_id))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.stats())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="easyclaw", description="EasyClaw: a PostgreSQL-backed worker pool for AI-agent jobs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    up = add("up", cmd_up, "run everything locally: database, migrations, API and workers")
+    up.add_argument(
+        "--workers", type=int, help="worker processes (EASYCLAW_LOCAL_WORKERS, default 2)"
+    )
+    up.add_argument("--port", type=int, help="API port (EASYCLAW_API_PORT, default 8000)")
+
+    api = add("api", cmd_api, "serve the REST API")
+    api.add_argument("--host", help="bind address (EASYCLAW_API_HOST)")
+    api.add_argument("--port", type=int, help="port (EASYCLAW_API_PORT)")
+    api.add_argument("--workers", type=int, default=1, help="API processes, each with its own pool")
+
+    worker = add("worker", cmd_worker, "run a worker process until SIGTERM")
+    worker.add_argument(
+        "--concurrency", type=int, help="jobs at once (EASYCLAW_WORKER_CONCURRENCY)"
+    )
+
+    migrate = add("migrate", cmd_migrate, "apply database migrations (safe to run concurrently)")
+    migrate.add_argument(
+        "--print-sql", action="store_true", help="print the whole schema as one psql script instead"
+    )
+
+    def client_command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        sub = add(name, handler, help)
+        sub.add_argument(
+            "--api-url", help="API base URL (EASYCLAW_API_URL, default http://127.0.0.1:8000)"
+        )
+        sub.add_argument(
+            "--user", help="user id for header auth (EASYCLAW_USER_ID); EASYCLAW_TOKEN for jwt"
+        )
+        return sub
+
+    submit = client_command("submit", cmd_submit, "submit a job")
+    submit.add_argument("type", help="job type, e.g. ECHO or CHAT")
+    submit.add_argument("--payload", help="payload as a JSON object")
+    submit.add_argument("--message", help="shortcut for payload.message")
+    submit.add_argument("--conversation-id")
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--wait", type=float, default=0, help="wait up to N seconds for the result")
+
+    get = client_command("get", cmd_get, "show a job")
+    get.add_argument("job_id")
+    get.add_argument("--wait", type=float, default=0, help="wait up to N seconds for it to finish")
+
+    listing = client_command("list", cmd_list, "list your jobs, newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument(
+        "--status", choices=["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+    )
+    listing.add_argument("--type")
+    listing.add_argument("--cursor")
+
+    cancel = client_command("cancel", cmd_cancel, "cancel a job")
+    cancel.add_argument("job_id")
+
+    client_command("stats", cmd_stats, "show queue statistics")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.handler(args)
+    except ApiCallError as error:
+        print(f"easyclaw {args.command}: {error}", file=sys.stderr)
+        code = 1
+    except ValidationError as error:
+        print(f"easyclaw {args.command}: invalid configuration:\n{error}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as error:
+        from easyclaw.core.settings import SettingsError
+
+        if isinstance(error, SettingsError):
+            print(f"easyclaw {args.command}: {error}", file=sys.stderr)
+            code = 2
+        else:
+            raise
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

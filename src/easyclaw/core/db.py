@@ -1,0 +1,119 @@
+"""Connections to PostgreSQL: one pool per process, plus dedicated listeners."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
+
+from easyclaw.core.errors import DatabaseUnavailableError
+from easyclaw.core.settings import Settings
+
+# jsonb in and out through orjson: several times faster than the json module,
+# and payloads cross this boundary on every claim and completion.
+set_json_dumps(orjson.dumps)
+set_json_loads(orjson.loads)
+
+AsyncConn = psycopg.AsyncConnection[Any]
+AsyncPool = psycopg_pool.AsyncConnectionPool[AsyncConn]
+
+# Errors that mean "the database is not there right now", as opposed to a bug
+# in a query: pool exhaustion and timeouts, broken connections, shutdowns.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    psycopg_pool.TooManyRequests,
+    psycopg.InterfaceError,
+)
+
+
+def connection_kwargs(settings: Settings, application_name: str) -> dict[str, Any]:
+    """Keyword arguments for every connection EasyClaw opens."""
+    options = []
+    if settings.db_statement_timeout_ms:
+        options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "application_name": application_name,
+        # libpq takes whole seconds and treats values below 2 as 2.
+        "connect_timeout": max(2, math.ceil(settings.db_connect_timeout_seconds)),
+        # Notice a peer that vanished (failover, network cut) within ~20 s.
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 2,
+        "prepare_threshold": 5 if settings.db_prepare_statements else None,
+    }
+    if options:
+        kwargs["options"] = " ".join(options)
+    return kwargs
+
+
+def create_pool(
+    settings: Settings,
+    *,
+    application_name: str,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    check_on_checkout: bool = False,
+) -> AsyncPool:
+    """An unopened pool; ``await pool.open()`` (it does not wait for the database).
+
+    ``check_on_checkout`` costs one round trip per checkout and spares callers
+    the first error on each stale connection after a database restart.
+    """
+    max_size = max_size or settings.db_pool_max_size
+    min_size = min(settings.db_pool_min_size if min_size is None else min_size, max_size)
+    return psycopg_pool.AsyncConnectionPool(
+        settings.require_database_url(),
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=connection_kwargs(settings, application_name),
+        timeout=settings.db_pool_timeout_seconds,
+        # Keep trying to reconnect forever: the database coming back is the normal case.
+        reconnect_timeout=0,
+        check=psycopg_pool.AsyncConnectionPool.check_connection if check_on_checkout else None,
+        open=False,
+        name=application_name,
+    )
+
+
+async def connect(settings: Settings, *, application_name: str) -> AsyncConn:
+    """A single connection outside the pool (listeners, migrations, scripts)."""
+    return await psycopg.AsyncConnection.connect(
+        settings.require_database_url(), **connection_kwargs(settings, application_name)
+    )
+
+
+@asynccontextmanager
+async def pooled(pool: AsyncPool) -> AsyncIterator[AsyncConn]:
+    """A pooled connection; "database not reachable" surfaces as DatabaseUnavailableError."""
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except UNAVAILABLE_ERRORS as error:
+        raise DatabaseUnavailableError(str(error) or type(error).__name__) from error
+
+
+def is_unavailable(error: BaseException) -> bool:
+    return isinstance(error, (DatabaseUnavailableError, *UNAVAILABLE_ERRORS))
+
+
+__all__ = [
+    "UNAVAILABLE_ERRORS",
+    "AsyncConn",
+    "AsyncPool",
+    "connect",
+    "connection_kwargs",
+    "create_pool",
+    "dict_row",
+    "is_unavailable",
+    "pooled",
+]

@@ -1,0 +1,208 @@
+"""Job types: a name, a handler, and what a valid payload looks like.
+
+A handler is an async function ``handler(ctx: JobContext) -> result`` whose
+return value (anything JSON can hold) becomes the job's ``result``. Job types
+are found through the ``easyclaw.job_types`` entry-point group, so a plug-in
+package adds one by declaring, in its own pyproject.toml::
+
+    [project.entry-points."easyclaw.job_types"]
+    SUMMARISE = "my_package.jobs:SUMMARISE"
+
+where ``SUMMARISE`` is a :class:`JobType`. The API uses the same registry to
+reject unknown types and invalid payloads before anything is enqueued.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from easyclaw.core.db import AsyncConn, AsyncPool
+    from easyclaw.core.jsonlog import EventLogger
+    from easyclaw.core.models import ClaimedJob
+    from easyclaw.core.settings import Settings
+
+ENTRY_POINT_GROUP = "easyclaw.job_types"
+TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+
+Effect = Callable[["AsyncConn"], Awaitable[None]]
+Handler = Callable[["JobContext"], Awaitable[Any]]
+
+
+class InvalidPayloadError(ValueError):
+    """The payload does not fit the job type; ``problems`` lists each one."""
+
+    def __init__(self, job_type: str, problems: list[dict[str, Any]]) -> None:
+        self.job_type = job_type
+        self.problems = problems
+        summary = "; ".join(
+            f"{'.'.join(map(str, p['loc'])) or 'payload'}: {p['msg']}" for p in problems
+        )
+        super().__init__(f"invalid payload for {job_type}: {summary}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobType:
+    name: str
+    handler: Handler
+    description: str = ""
+    payload_model: type[BaseModel] | None = None
+    """Validated when the job is submitted and again before it runs."""
+    timeout_seconds: float | None = None
+    """Default per-attempt timeout; the job's own value or the setting otherwise."""
+    max_attempts: int | None = None
+    """Default attempts for jobs of this type; the setting otherwise."""
+    retry_on: tuple[type[BaseException], ...] = ()
+    """Exception types (besides RetryableJobError) that mean "try again later"."""
+
+    def __post_init__(self) -> None:
+        if not TYPE_NAME.match(self.name):
+            raise ValueError(
+                f"job type name {self.name!r} must be upper case letters, digits and _ "
+                "(like CHAT or SEND_EMAIL)"
+            )
+
+    def validate_payload(self, payload: Any) -> dict[str, Any]:
+        """The payload as it will be stored, or InvalidPayloadError naming each problem."""
+        if not isinstance(payload, dict):
+            raise InvalidPayloadError(
+                self.name,
+                [{"loc": (), "msg": "payload must be a JSON object", "type": "dict_type"}],
+            )
+        if self.payload_model is None:
+            return payload
+        try:
+            self.payload_model.model_validate(payload)
+        except ValidationError as error:
+            problems = [
+                {"loc": tuple(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()
+            ]
+            raise InvalidPayloadError(self.name, problems) from None
+        return payload
+
+
+@dataclass(kw_only=True)
+class JobContext:
+    """What a handler gets: the attempt, its payload, and the process's resources."""
+
+    job: ClaimedJob
+    settings: Settings
+    pool: AsyncPool
+    log: EventLogger
+    worker_id: str
+    completion_effects: list[Effect] = field(default_factory=list)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+    def on_completion(self, effect: Effect) -> None:
+        """Run ``await effect(conn)`` in the transaction that marks this job COMPLETED.
+
+        The effect commits if and only if this attempt's completion is accepted
+        (the worker still holds the lease), so whatever it writes happens
+        exactly once per job even when attempts are repeated.
+        """
+        self.completion_effects.append(effect)
+
+
+class UnknownJobTypeError(LookupError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(f"unknown job type {name!r}; known types: {', '.join(self.known)}")
+
+
+class JobTypeRegistry:
+    """The job types this process knows, by name."""
+
+    def __init__(self, job_types: Iterable[JobType] = ()) -> None:
+        self._types: dict[str, JobType] = {}
+        for job_type in job_types:
+            self.register(job_type)
+
+    def register(self, job_type: JobType) -> None:
+        existing = self._types.get(job_type.name)
+        if existing is not None and existing is not job_type:
+            raise ValueError(f"job type {job_type.name!r} is registered twice")
+        self._types[job_type.name] = job_type
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobTypeError(name, self._types) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    @classmethod
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> JobTypeRegistry:
+        """Every job type installed in this environment (ours and plug-ins')."""
+        registry = cls()
+        for entry_point in entry_points(group=group):
+            try:
+                job_type = entry_point.load()
+            except Exception as error:
+                raise RuntimeError(
+                    f"job type plug-in {entry_point.name} ({entry_point.value}) "
+                    f"failed to load: {error}"
+                ) from error
+            if not isinstance(job_type, JobType):
+                raise TypeError(
+                    f"entry point {entry_point.name} ({entry_point.value}) must be a JobType, "
+                    f"not {type(job_type).__name__}"
+                )
+            if job_type.name != entry_point.name:
+                raise ValueError(
+                    f"entry point {entry_point.name} ({entry_point.value}) holds job type "
+                    f"{job_type.name!r}; the names must match"
+                )
+            registry.register(job_type)
+        return registry
+
+    def register_module(self, module_name: str) -> None:
+        """Register every JobType defined at the top level of a module."""
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise RuntimeError(
+                f"job type module {module_name!r} cannot be imported: {error}"
+            ) from error
+        found = [value for value in vars(module).values() if isinstance(value, JobType)]
+        if not found:
+            raise ValueError(f"module {module_name!r} defines no JobType")
+        for job_type in found:
+            self.register(job_type)
+
+
+def load_registry(settings: Settings) -> JobTypeRegistry:
+    """The installed job types plus those of ``EASYCLAW_JOB_TYPE_MODULES``."""
+    registry = JobTypeRegistry.from_entry_points()
+    for module_name in settings.job_type_modules:
+        registry.register_module(module_name)
+    return registry
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Effect",
+    "Handler",
+    "InvalidPayloadError",
+    "JobContext",
+    "JobType",
+    "JobTypeRegistry",
+    "UnknownJobTypeError",
+    "load_registry",
+]

@@ -1,0 +1,429 @@
+"""What happens to a job: enqueue, claim, heartbeat, finish, retry, cancel, reap, retain.
+
+Every function takes an open connection, so callers choose the transaction:
+the API and workers pass pooled autocommit connections, and a worker passes
+the connection of its completion transaction when a job has effects to write.
+The SQL lives in ``sql/queries.sql``; this module binds parameters and turns
+rows into records.
+
+Lifecycle::
+
+    enqueue ──> PENDING ──claim──> RUNNING ──finish──> COMPLETED | FAILED | CANCELLED
+                  ^  ^                │  │
+                  │  └──retry (backoff)┘  │
+                  └──lease expired (reap) ┘
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from easyclaw.core.db import AsyncConn
+from easyclaw.core.ids import uuid7
+from easyclaw.core.models import (
+    ClaimedJob,
+    HeartbeatResult,
+    Job,
+    JobStatus,
+    Outcome,
+    QueueStats,
+    ReapedJob,
+)
+from easyclaw.core.queries import query
+
+# ---------------------------------------------------------------- users
+
+
+async def ensure_user(conn: AsyncConn, user_id: str, *, free_credits: float = 0) -> bool:
+    """Create the user on first use; True if it was created now."""
+    cursor = await conn.execute(
+        query("ensure_user"), {"user_id": user_id, "free_credits": free_credits}
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+async def conversation_belongs_to_user(
+    conn: AsyncConn, conversation_id: UUID, user_id: str
+) -> bool:
+    cursor = await conn.execute(
+        query("conversation_belongs_to_user"), {"id": conversation_id, "user_id": user_id}
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+class IdempotencyConflictError(ValueError):
+    """The idempotency key was already used for a different request."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        super().__init__(
+            f"idempotency key {job.idempotency_key!r} was already used for job {job.id} "
+            "with a different type, payload or conversation"
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Enqueued:
+    job: Job
+    created: bool
+    """False when an earlier request with the same idempotency key created it."""
+
+
+async def enqueue(
+    conn: AsyncConn,
+    *,
+    user_id: str,
+    type: str,
+    payload: dict[str, Any],
+    conversation_id: UUID | None = None,
+    priority: int = 0,
+    max_attempts: int = 3,
+    timeout_seconds: float | None = None,
+    run_at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> Enqueued:
+    """Insert a PENDING job (workers are woken by the insert trigger).
+
+    With an idempotency key, a repeated request returns the job the first one
+    created; the same key with a different type, payload or conversation is an
+    IdempotencyConflictError rather than a silent mix-up.
+    """
+    params = {
+        "id": uuid7(),
+        "user_id": user_id,
+        "conversation_id": conversation_id,
+        "type": type,
+        "payload": Jsonb(payload),
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "timeout_seconds": timeout_seconds,
+        "run_at": run_at,
+        "idempotency_key": idempotency_key,
+    }
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(query("insert_job"), params)
+    row = await cursor.fetchone()
+    if row is not None:
+        return Enqueued(job=Job.from_row(row), created=True)
+    await cursor.execute(
+        query("get_job_by_idempotency_key"),
+        {"user_id": user_id, "idempotency_key": idempotency_key},
+    )
+    row = await cursor.fetchone()
+    if row is None:  # pragma: no cover - a conflict implies the row exists
+        raise RuntimeError("idempotent insert found neither a new nor an existing job")
+    existing = Job.from_row(row)
+    if (existing.type, existing.payload, existing.conversation_id) != (
+        type,
+        payload,
+        conversation_id,
+    ):
+        raise IdempotencyConflictError(existing)
+    return Enqueued(job=existing, created=False)
+
+
+async def enqueue_many(
+    conn: AsyncConn,
+    *,
+    user_id: str,
+    type: str,
+    payloads: Sequence[dict[str, Any]],
+    priority: int = 0,
+    max_attempts: int = 3,
+) -> int:
+    """Insert many PENDING jobs of one type in a single statement."""
+    if not payloads:
+        return 0
+    cursor = await conn.execute(
+        query("insert_jobs"),
+        {
+            "user_id": user_id,
+            "type": type,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "ids": [uuid7() for _ in payloads],
+            "payloads": [orjson.dumps(payload).decode() for payload in payloads],
+        },
+    )
+    return cursor.rowcount
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def get_job(conn: AsyncConn, job_id: UUID, *, user_id: str | None) -> Job | None:
+    """The job, if it exists and (when ``user_id`` is given) belongs to that user."""
+    cursor = conn.cursor(row_factory=dict_row)
+    if user_id is None:
+        await cursor.execute(query("get_job_any_user"), {"id": job_id})
+    else:
+        await cursor.execute(query("get_job"), {"id": job_id, "user_id": user_id})
+    row = await cursor.fetchone()
+    return Job.from_row(row) if row else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListCursor:
+    """Where the previous page ended: the (created_at, id) of its last job."""
+
+    created_at: datetime
+    job_id: UUID
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.created_at.isoformat(), str(self.job_id)])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> ListCursor:
+        """Parse a cursor from a previous page; ValueError if it is not one."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            created_at, job_id = orjson.loads(raw)
+            return cls(created_at=datetime.fromisoformat(created_at), job_id=UUID(job_id))
+        except (binascii.Error, ValueError, TypeError) as error:
+            raise ValueError("cursor is not one this API returned") from error
+
+
+async def list_jobs(
+    conn: AsyncConn,
+    *,
+    user_id: str,
+    limit: int,
+    status: JobStatus | None = None,
+    type: str | None = None,
+    after: ListCursor | None = None,
+) -> list[Job]:
+    """A page of the user's jobs, newest first."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(
+        query("list_jobs"),
+        {
+            "user_id": user_id,
+            "limit": limit,
+            "status": status.value if status else None,
+            "type": type,
+            "after_created_at": after.created_at if after else None,
+            "after_id": after.job_id if after else None,
+        },
+    )
+    return [Job.from_row(row) for row in await cursor.fetchall()]
+
+
+# ---------------------------------------------------------------- claiming
+
+
+async def claim_jobs(
+    conn: AsyncConn,
+    *,
+    worker_id: str,
+    types: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+) -> list[ClaimedJob]:
+    """Lease up to ``limit`` ready jobs to ``worker_id``; each claim is a new attempt."""
+    cursor = await conn.execute(
+        query("claim_jobs"),
+        {
+            "worker_id": worker_id,
+            "types": list(types),
+            "limit": limit,
+            "lease_seconds": lease_seconds,
+        },
+    )
+    return [
+        ClaimedJob(
+            id=job_id,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            type=job_type,
+            payload=payload,
+            priority=priority,
+            attempt=attempts,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout_seconds,
+            created_at=created_at,
+        )
+        for (
+            job_id,
+            user_id,
+            conversation_id,
+            job_type,
+            payload,
+            priority,
+            attempts,
+            max_attempts,
+            timeout_seconds,
+            created_at,
+        ) in await cursor.fetchall()
+    ]
+
+
+async def next_run_at(conn: AsyncConn, *, types: Sequence[str]) -> datetime | None:
+    """When the earliest PENDING job of these types becomes ready (None if there is none)."""
+    cursor = await conn.execute(query("next_run_at"), {"types": list(types)})
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def heartbeat(
+    conn: AsyncConn,
+    *,
+    worker_id: str,
+    worker_name: str,
+    concurrency: int,
+    job_ids: Sequence[UUID],
+    lease_seconds: float,
+) -> HeartbeatResult:
+    """Mark the worker alive and extend the leases of the jobs it holds."""
+    cursor = await conn.execute(
+        query("heartbeat"),
+        {
+            "worker_id": worker_id,
+            "worker_name": worker_name,
+            "concurrency": concurrency,
+            "job_ids": list(job_ids),
+            "lease_seconds": lease_seconds,
+        },
+    )
+    rows = await cursor.fetchall()
+    return HeartbeatResult(
+        kept=frozenset(job_id for job_id, _ in rows),
+        cancel_requested=frozenset(job_id for job_id, cancel in rows if cancel),
+    )
+
+
+async def worker_stopped(conn: AsyncConn, *, worker_id: str) -> None:
+    await conn.execute(query("worker_stopped"), {"worker_id": worker_id})
+
+
+# ---------------------------------------------------------------- finishing
+
+
+def retry_delay(attempt: int, *, base_seconds: float, max_seconds: float) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random.
+
+    Attempt 1 waits base..2*base/2, attempt 2 twice that, and so on, capped at
+    ``max_seconds``; the random half spreads retries of jobs that failed together.
+    """
+    ceiling = min(max_seconds, base_seconds * 2.0 ** max(attempt - 1, 0))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+async def finish_jobs(
+    conn: AsyncConn, *, worker_id: str, outcomes: Sequence[Outcome]
+) -> dict[UUID, JobStatus]:
+    """Record how attempts ended, in one statement; return the accepted ones.
+
+    An outcome is accepted only if ``worker_id`` still holds that attempt's
+    lease; the rest (lease expired, job reaped or taken over) are ignored, so
+    no job is ever completed twice.
+    """
+    if not outcomes:
+        return {}
+    cursor = await conn.execute(
+        query("finish_jobs"),
+        {
+            "worker_id": worker_id,
+            "ids": [o.job_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+            "statuses": [o.status.value for o in outcomes],
+            "results": [
+                None if o.result is None else orjson.dumps(o.result).decode() for o in outcomes
+            ],
+            "errors": [o.error for o in outcomes],
+            "retry_delays": [o.retry_delay for o in outcomes],
+        },
+    )
+    return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
+
+
+async def release_jobs(
+    conn: AsyncConn, *, worker_id: str, job_ids: Sequence[UUID]
+) -> dict[UUID, JobStatus]:
+    """Give held jobs back to the queue at shutdown, without spending an attempt."""
+    if not job_ids:
+        return {}
+    cursor = await conn.execute(
+        query("release_jobs"), {"worker_id": worker_id, "ids": list(job_ids)}
+    )
+    return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
+
+
+async def reap_expired_leases(conn: AsyncConn, *, limit: int = 500) -> list[ReapedJob]:
+    """Take back jobs whose worker stopped heartbeating (crashed, killed, partitioned)."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(query("reap_expired_leases"), {"limit": limit})
+    return [
+        ReapedJob(
+            id=row["id"],
+            status=JobStatus(row["status"]),
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            lost_worker_id=row["lost_worker_id"],
+        )
+        for row in await cursor.fetchall()
+    ]
+
+
+# ---------------------------------------------------------------- cancelling
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CancelResult:
+    job: Job | None
+    """The job after the request; None if the user has no such job."""
+    changed: bool
+    """False if the job had already finished."""
+
+
+async def cancel_job(conn: AsyncConn, *, job_id: UUID, user_id: str) -> CancelResult:
+    """PENDING → CANCELLED at once; RUNNING → flagged, and its worker is notified."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(query("cancel_job"), {"id": job_id, "user_id": user_id})
+    row = await cursor.fetchone()
+    if row is not None:
+        return CancelResult(job=Job.from_row(row), changed=True)
+    return CancelResult(job=await get_job(conn, job_id, user_id=user_id), changed=False)
+
+
+# ---------------------------------------------------------------- housekeeping
+
+
+async def delete_finished_jobs(
+    conn: AsyncConn, *, older_than_seconds: float, batch_size: int, max_batches: int = 1000
+) -> int:
+    """Delete finished jobs older than the cutoff, one small batch per transaction."""
+    deleted = 0
+    for _ in range(max_batches):
+        cursor = await conn.execute(
+            query("delete_finished_jobs"),
+            {"older_than_seconds": older_than_seconds, "limit": batch_size},
+        )
+        deleted += cursor.rowcount
+        if cursor.rowcount < batch_size:
+            break
+    return deleted
+
+
+async def queue_stats(conn: AsyncConn, *, worker_alive_seconds: float = 60.0) -> QueueStats:
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(query("queue_stats"), {"worker_alive_seconds": worker_alive_seconds})
+    row = await cursor.fetchone()
+    assert row is not None
+    return QueueStats(**row)

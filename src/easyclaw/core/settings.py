@@ -1,0 +1,162 @@
+"""One typed settings object per process, read from the environment.
+
+Every field here is documented in the README's configuration table; the
+chart's values.yaml mirrors them. Variables are prefixed with ``EASYCLAW_``
+except ``DATABASE_URL``, which keeps the conventional name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class AuthMode(StrEnum):
+    HEADER = "header"
+    """Trust the ``x-user-id`` header; for local runs and trusted gateways only."""
+    JWT = "jwt"
+    """Verify a Bearer JWT against a JWKS URL; ``sub`` is the user id."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def default_worker_name() -> str:
+    """The pod name on Kubernetes (downward API), else the hostname."""
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EASYCLAW_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # --- general -----------------------------------------------------------
+    env: Environment = Field(Environment.DEVELOPMENT, description="development or production")
+    log_level: str = Field("INFO", description="Python log level name")
+
+    # --- database ----------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "EASYCLAW_DATABASE_URL"),
+        description="PostgreSQL URL; unset means `easyclaw up` starts an embedded server",
+    )
+    db_pool_min_size: int = Field(1, ge=0)
+    db_pool_max_size: int = Field(10, ge=1)
+    db_connect_timeout_seconds: float = Field(3.0, gt=0)
+    db_pool_timeout_seconds: float = Field(
+        3.0, gt=0, description="how long a request waits for a pooled connection before 503"
+    )
+    db_statement_timeout_ms: int = Field(15_000, ge=0, description="0 disables the limit")
+    db_prepare_statements: bool = Field(
+        True,
+        description="server-side prepared statements; disable behind PgBouncer (transaction mode)",
+    )
+
+    # --- API -----------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    api_max_body_bytes: int = Field(1_048_576, ge=1)
+    auth_mode: AuthMode = AuthMode.JWT
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256"])
+    jwt_leeway_seconds: float = Field(30.0, ge=0)
+
+    # --- jobs ----------------------------------------------------------------
+    job_type_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="extra modules whose JobType objects are registered (development); "
+        "installed plug-ins use the easyclaw.job_types entry points",
+    )
+    job_default_max_attempts: int = Field(3, ge=1, le=100)
+    job_default_timeout_seconds: float = Field(300.0, gt=0)
+    retry_base_seconds: float = Field(2.0, ge=0)
+    retry_max_seconds: float = Field(300.0, ge=0)
+    retention_hours: float = Field(
+        168.0, ge=0, description="finished jobs older than this are deleted; 0 keeps them forever"
+    )
+    retention_batch_size: int = Field(1000, ge=1)
+
+    # --- worker --------------------------------------------------------------
+    worker_name: str = Field(default_factory=default_worker_name)
+    worker_concurrency: int = Field(16, ge=1, le=10_000)
+    worker_claim_batch_size: int = Field(64, ge=1, le=10_000)
+    worker_poll_interval_seconds: float = Field(5.0, gt=0)
+    worker_lease_seconds: float = Field(30.0, gt=0)
+    worker_heartbeat_interval_seconds: float = Field(10.0, gt=0)
+    worker_shutdown_grace_seconds: float = Field(25.0, ge=0)
+    worker_maintenance_interval_seconds: float = Field(10.0, gt=0)
+    worker_job_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="job types this worker runs; empty means all registered"
+    )
+    worker_health_port: int = Field(
+        0, ge=0, le=65535, description="port of the worker's /healthz and /metrics; 0 disables"
+    )
+    worker_health_host: str = "0.0.0.0"  # noqa: S104 - probes reach the pod IP
+
+    # --- local run (`easyclaw up`) ------------------------------------------
+    local_data_dir: Path = Field(
+        Path(".easyclaw"), description="embedded PostgreSQL data lives here"
+    )
+    local_workers: int = Field(2, ge=0, le=64, description="worker processes `easyclaw up` starts")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("jwt_algorithms", "worker_job_types", "job_type_modules"):
+                if key in data:
+                    data[key] = _split_csv(data[key])
+        return data
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.env is Environment.PRODUCTION and self.auth_mode is AuthMode.HEADER:
+            raise ValueError(
+                "EASYCLAW_AUTH_MODE=header trusts any caller and is refused when "
+                "EASYCLAW_ENV=production; use jwt"
+            )
+        if self.worker_heartbeat_interval_seconds >= self.worker_lease_seconds:
+            raise ValueError(
+                "EASYCLAW_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
+                "EASYCLAW_WORKER_LEASE_SECONDS, or every running job would lose its lease"
+            )
+        if "none" in {alg.lower() for alg in self.jwt_algorithms}:
+            raise ValueError("EASYCLAW_JWT_ALGORITHMS must not contain 'none'")
+        return self
+
+    def require_database_url(self) -> str:
+        """The database URL, or a clear error for commands that cannot start without one."""
+        if self.database_url is None:
+            raise SettingsError("DATABASE_URL is not set")
+        return self.database_url.get_secret_value()
+
+
+class SettingsError(RuntimeError):
+    """Configuration that cannot work; the message names the variable to fix."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,251 @@
+-- Every query EasyClaw runs against its queue, by name.
+-- Loaded by easyclaw.core.queries; parameters are bound by psycopg, never
+-- formatted into the text. A job's lease is fenced by (worker_id, attempts):
+-- attempts grows by one on every claim, so a worker that lost its lease can
+-- never finish a later attempt of the same job.
+
+-- name: ensure_user
+-- Create a user on first use, with the free-tier credit as a FREE_TIER transaction.
+WITH inserted AS (
+    INSERT INTO users (id, credits_balance)
+    VALUES (%(user_id)s, %(free_credits)s)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, credits_balance
+), granted AS (
+    INSERT INTO transactions (user_id, amount, type, description)
+    SELECT id, credits_balance, 'FREE_TIER', 'free tier credit for a new user'
+    FROM inserted
+    WHERE credits_balance > 0
+)
+SELECT count(*) AS created FROM inserted;
+
+-- name: insert_job
+INSERT INTO jobs (id, user_id, conversation_id, type, input_payload, priority,
+                  max_attempts, timeout_seconds, run_at, idempotency_key)
+VALUES (%(id)s, %(user_id)s, %(conversation_id)s, %(type)s, %(payload)s, %(priority)s,
+        %(max_attempts)s, %(timeout_seconds)s, coalesce(%(run_at)s, now()), %(idempotency_key)s)
+ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: insert_jobs
+-- Bulk enqueue without idempotency keys (benchmarks, batch submitters).
+INSERT INTO jobs (id, user_id, type, input_payload, priority, max_attempts)
+SELECT id, %(user_id)s, %(type)s, payload, %(priority)s, %(max_attempts)s
+FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[]) AS batch(id, payload);
+
+-- name: conversation_belongs_to_user
+SELECT EXISTS (SELECT 1 FROM conversations WHERE id = %(id)s AND user_id = %(user_id)s);
+
+-- name: get_job_by_idempotency_key
+SELECT * FROM jobs WHERE user_id = %(user_id)s AND idempotency_key = %(idempotency_key)s;
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = %(id)s AND user_id = %(user_id)s;
+
+-- name: get_job_any_user
+SELECT * FROM jobs WHERE id = %(id)s;
+
+-- name: list_jobs
+-- A user's jobs, newest first; the cursor is the (created_at, id) of the last row seen.
+SELECT * FROM jobs
+WHERE user_id = %(user_id)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: claim_jobs
+-- Take up to `limit` ready jobs, highest priority then oldest first. SKIP LOCKED
+-- lets any number of workers claim at once without waiting on each other.
+WITH next AS (
+    SELECT id
+    FROM jobs
+    WHERE status = 'PENDING' AND run_at <= now() AND type = ANY(%(types)s::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs AS j
+    SET status = 'RUNNING',
+        worker_id = %(worker_id)s,
+        attempts = j.attempts + 1,
+        locked_at = now(),
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        started_at = now(),
+        updated_at = now()
+    FROM next
+    WHERE j.id = next.id
+    RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
+              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at
+), notified AS (
+    -- a separate CTE, so the notification is sent once per statement, not per row
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
+)
+SELECT claimed.* FROM claimed, notified;
+
+-- name: next_run_at
+-- When the earliest scheduled job becomes ready: how long an idle worker may sleep.
+SELECT min(run_at) AS run_at
+FROM jobs
+WHERE status = 'PENDING' AND type = ANY(%(types)s::text[]);
+
+-- name: finish_jobs
+-- Record the outcome of a batch of attempts, fenced by lease. A requested retry
+-- (status PENDING) of a job whose cancel was requested ends it CANCELLED instead.
+-- Rows whose lease this worker no longer holds are left alone and not returned.
+WITH outcome AS (
+    SELECT *
+    FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[], %(statuses)s::text[],
+                %(results)s::jsonb[], %(errors)s::text[], %(retry_delays)s::float8[])
+         AS o(id, attempt, status, result, error, retry_delay)
+), finished AS (
+    UPDATE jobs AS j
+    SET status = CASE WHEN o.status = 'PENDING' AND j.cancel_requested_at IS NOT NULL
+                      THEN 'CANCELLED' ELSE o.status END,
+        result_payload = o.result,
+        error = o.error,
+        run_at = CASE WHEN o.status = 'PENDING'
+                      THEN now() + make_interval(secs => o.retry_delay) ELSE j.run_at END,
+        worker_id = CASE WHEN o.status = 'PENDING' AND j.cancel_requested_at IS NULL
+                         THEN NULL ELSE j.worker_id END,
+        lease_expires_at = NULL,
+        finished_at = CASE WHEN o.status = 'PENDING' AND j.cancel_requested_at IS NULL
+                           THEN NULL ELSE now() END,
+        updated_at = now()
+    FROM outcome AS o
+    WHERE j.id = o.id
+      AND j.attempts = o.attempt
+      AND j.worker_id = %(worker_id)s
+      AND j.status = 'RUNNING'
+    RETURNING j.id, j.status
+), notified AS (
+    -- a separate CTE, so the notification is sent once per statement, not per row
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM finished)) AS job_count
+)
+SELECT finished.id, finished.status FROM finished, notified;
+
+-- name: release_jobs
+-- Graceful shutdown: hand unfinished jobs back without spending an attempt.
+WITH released AS (
+    UPDATE jobs
+    SET status = CASE WHEN cancel_requested_at IS NULL THEN 'PENDING' ELSE 'CANCELLED' END,
+        attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
+        worker_id = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE worker_id END,
+        lease_expires_at = NULL,
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        updated_at = now()
+    WHERE id = ANY(%(ids)s::uuid[]) AND worker_id = %(worker_id)s AND status = 'RUNNING'
+    RETURNING id, status
+), notified AS (
+    -- a separate CTE, so the notification is sent once per statement, not per row
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM released)) AS job_count
+)
+SELECT released.id, released.status FROM released, notified;
+
+-- name: heartbeat
+-- Keep this worker's row alive and extend the leases of the jobs it holds.
+-- Jobs not returned were taken from it (lease expired and reaped); the flag
+-- tells it which ones a user asked to cancel.
+WITH worker AS (
+    INSERT INTO workers (id, name, concurrency, running_jobs)
+    VALUES (%(worker_id)s, %(worker_name)s, %(concurrency)s, cardinality(%(job_ids)s::uuid[]))
+    ON CONFLICT (id) DO UPDATE
+    SET last_seen_at = now(), running_jobs = EXCLUDED.running_jobs, stopped_at = NULL
+), extended AS (
+    UPDATE jobs
+    SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+    WHERE id = ANY(%(job_ids)s::uuid[]) AND worker_id = %(worker_id)s AND status = 'RUNNING'
+    RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested
+)
+SELECT id, cancel_requested FROM extended;
+
+-- name: worker_stopped
+UPDATE workers SET stopped_at = now(), running_jobs = 0, last_seen_at = now()
+WHERE id = %(worker_id)s;
+
+-- name: reap_expired_leases
+-- Jobs whose worker stopped heartbeating: back to PENDING, or FAILED once
+-- they have used every attempt, or CANCELLED if a cancel was requested.
+WITH expired AS (
+    SELECT id, worker_id
+    FROM jobs
+    WHERE status = 'RUNNING' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), reaped AS (
+    UPDATE jobs AS j
+    SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'CANCELLED'
+                      WHEN j.attempts >= j.max_attempts THEN 'FAILED'
+                      ELSE 'PENDING' END,
+        error = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.error
+                     ELSE format('lease expired: worker %%s stopped heartbeating during attempt %%s of %%s',
+                                 j.worker_id, j.attempts, j.max_attempts) END,
+        worker_id = CASE WHEN j.cancel_requested_at IS NULL AND j.attempts < j.max_attempts
+                         THEN NULL ELSE j.worker_id END,
+        lease_expires_at = NULL,
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.attempts < j.max_attempts
+                           THEN NULL ELSE now() END,
+        updated_at = now()
+    FROM expired
+    WHERE j.id = expired.id
+    RETURNING j.id, j.status, j.attempts, j.max_attempts, expired.worker_id AS lost_worker_id
+), notified AS (
+    -- a separate CTE, so the notification is sent once per statement, not per row
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM reaped)) AS job_count
+)
+SELECT reaped.* FROM reaped, notified;
+
+-- name: notify_jobs_ready
+SELECT pg_notify('easyclaw_jobs_ready', '');
+
+-- name: cancel_job
+-- PENDING ends at once; RUNNING is flagged and its worker is told to stop.
+WITH cancelled AS (
+    UPDATE jobs
+    SET status = CASE WHEN status = 'PENDING' THEN 'CANCELLED' ELSE status END,
+        finished_at = CASE WHEN status = 'PENDING' THEN now() ELSE finished_at END,
+        cancel_requested_at = coalesce(cancel_requested_at, now()),
+        updated_at = now()
+    WHERE id = %(id)s AND user_id = %(user_id)s AND status IN ('PENDING', 'RUNNING')
+    RETURNING *
+)
+SELECT cancelled.*,
+       CASE WHEN cancelled.status = 'RUNNING'
+            THEN pg_notify('easyclaw_cancel', cancelled.id::text) END AS told_worker,
+       easyclaw_notify_job_events(ARRAY[cancelled.id]) AS notified
+FROM cancelled;
+
+-- name: delete_finished_jobs
+-- Retention: one small batch of old finished jobs; the caller repeats until none are left.
+WITH old AS (
+    SELECT id
+    FROM jobs
+    WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED')
+      AND finished_at < now() - make_interval(secs => %(older_than_seconds)s)
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs AS j USING old WHERE j.id = old.id;
+
+-- name: queue_stats
+-- The numbers the autoscaler, `easyclaw stats` and the metrics mirror report.
+-- Each count is answered from a partial index.
+SELECT
+    (SELECT count(*) FROM jobs WHERE status = 'PENDING') AS pending,
+    (SELECT count(*) FROM jobs WHERE status = 'PENDING' AND run_at <= now()) AS ready,
+    (SELECT count(*) FROM jobs WHERE status = 'RUNNING') AS running,
+    (SELECT count(*) FROM jobs WHERE status = 'COMPLETED') AS completed,
+    (SELECT count(*) FROM jobs WHERE status = 'FAILED') AS failed,
+    (SELECT count(*) FROM jobs WHERE status = 'CANCELLED') AS cancelled,
+    (SELECT count(*) FROM jobs
+     WHERE status = 'FAILED' AND finished_at > now() - interval '5 minutes') AS recent_failures,
+    (SELECT count(*) FROM jobs
+     WHERE status = 'COMPLETED' AND finished_at > now() - interval '1 minute') AS completed_last_minute,
+    (SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 FROM jobs
+     WHERE status = 'PENDING' AND run_at <= now()) AS oldest_pending_age_seconds,
+    (SELECT count(*) FROM workers
+     WHERE stopped_at IS NULL
+       AND last_seen_at > now() - make_interval(secs => %(worker_alive_seconds)s)) AS live_workers;

@@ -1,0 +1,148 @@
+"""Record attempt outcomes in as few transactions as possible.
+
+Outcomes are queued as handlers finish; one flusher writes everything that
+accumulated while its previous write was in flight (group commit). At low load
+each outcome is written at once; under load hundreds share one statement.
+Effects registered with ``JobContext.on_completion`` run in the same
+transaction as the fenced status update, and only for accepted completions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from easyclaw.core import queue
+from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
+from easyclaw.core.jobtypes import Effect, JobType
+from easyclaw.core.jsonlog import EventLogger
+from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
+from easyclaw.core.settings import Settings
+from easyclaw.worker.execution import failure_outcome
+
+log = EventLogger("easyclaw.worker")
+
+
+@dataclass(slots=True)
+class FinishedAttempt:
+    job: ClaimedJob
+    job_type: JobType
+    outcome: Outcome
+    duration_seconds: float
+    effects: list[Effect] = field(default_factory=list)
+
+
+# (attempt, status the database accepted, or None if the lease was lost)
+Recorded = list[tuple[FinishedAttempt, JobStatus | None]]
+
+
+class CompletionRecorder:
+    def __init__(
+        self,
+        pool: AsyncPool,
+        *,
+        worker_id: str,
+        settings: Settings,
+        on_recorded: Callable[[Recorded], None],
+        max_batch: int = 500,
+    ) -> None:
+        self._pool = pool
+        self._worker_id = worker_id
+        self._settings = settings
+        self._on_recorded = on_recorded
+        self._max_batch = max_batch
+        self._queue: deque[FinishedAttempt] = deque()
+        self._ready = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def submit(self, attempt: FinishedAttempt) -> None:
+        self._queue.append(attempt)
+        self._empty.clear()
+        self._ready.set()
+
+    async def wait_empty(self) -> None:
+        """Until every submitted outcome has been written (or given up with the lease)."""
+        await self._empty.wait()
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._queue:
+                batch = [
+                    self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
+                ]
+                try:
+                    recorded = await self._record(batch)
+                except Exception as error:
+                    if not is_unavailable(error):
+                        log.error("worker.record_failed", exc_info=True, error=str(error))
+                    else:
+                        log.warning("worker.db_unavailable", during="record", error=str(error))
+                    # Keep the outcomes and try again: the lease fence makes a
+                    # late or repeated write harmless.
+                    self._queue.extendleft(reversed(batch))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                self._on_recorded(recorded)
+            self._empty.set()
+
+    async def _record(self, batch: Sequence[FinishedAttempt]) -> Recorded:
+        async with pooled(self._pool) as conn:
+            if not any(attempt.effects for attempt in batch):
+                accepted = await queue.finish_jobs(
+                    conn, worker_id=self._worker_id, outcomes=[a.outcome for a in batch]
+                )
+                return [(attempt, accepted.get(attempt.job.id)) for attempt in batch]
+            try:
+                return await self._record_with_effects(conn, batch)
+            except Exception as error:
+                if is_unavailable(error) or len(batch) == 1:
+                    raise
+            # One effect failed and rolled the batch back: isolate it.
+            recorded: Recorded = []
+            for attempt in batch:
+                recorded += await self._record_alone(conn, attempt)
+            return recorded
+
+    async def _record_with_effects(
+        self, conn: AsyncConn, batch: Sequence[FinishedAttempt]
+    ) -> Recorded:
+        async with conn.transaction():
+            accepted = await queue.finish_jobs(
+                conn, worker_id=self._worker_id, outcomes=[a.outcome for a in batch]
+            )
+            for attempt in batch:
+                if accepted.get(attempt.job.id) is JobStatus.COMPLETED:
+                    for effect in attempt.effects:
+                        await effect(conn)
+        return [(attempt, accepted.get(attempt.job.id)) for attempt in batch]
+
+    async def _record_alone(self, conn: AsyncConn, attempt: FinishedAttempt) -> Recorded:
+        try:
+            return await self._record_with_effects(conn, [attempt])
+        except Exception as error:
+            if is_unavailable(error):
+                raise
+            log.warning(
+                "job.effect_failed",
+                job_id=str(attempt.job.id),
+                type=attempt.job.type,
+                error=str(error),
+            )
+            attempt.outcome = failure_outcome(attempt.job, attempt.job_type, error, self._settings)
+            attempt.effects = []
+            accepted = await queue.finish_jobs(
+                conn, worker_id=self._worker_id, outcomes=[attempt.outcome]
+            )
+            return [(attempt, accepted.get(attempt.job.id))]
+
+    def pending_job_ids(self) -> list[UUID]:
+        return [attempt.job.id for attempt in self._queue]

@@ -1,0 +1,390 @@
+"""The worker process's main loop.
+
+One asyncio loop per process runs:
+
+* the claim loop: claims as many jobs as there are free slots, in one
+  statement, whenever it is woken by NOTIFY (or the poll interval passes);
+* one task per running attempt;
+* the completion recorder (batched, fenced writes of outcomes);
+* a heartbeat that extends the leases of held jobs and learns of cancels;
+* maintenance: reaping expired leases of dead workers, and retention;
+* a listener for ``easyclaw_jobs_ready`` and ``easyclaw_cancel``.
+
+Shutdown (SIGTERM): stop claiming, give running attempts the grace period,
+cancel what is left and hand those jobs back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from uuid import UUID
+
+from easyclaw.core import queue
+from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
+from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry
+from easyclaw.core.jsonlog import EventLogger
+from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
+from easyclaw.core.notifications import CANCEL, JOBS_READY, Listener
+from easyclaw.core.settings import Settings
+from easyclaw.worker import metrics
+from easyclaw.worker.completions import CompletionRecorder, FinishedAttempt, Recorded
+from easyclaw.worker.execution import run_attempt
+
+log = EventLogger("easyclaw.worker")
+
+
+class StopReason(Enum):
+    USER_CANCEL = "user cancel"
+    LEASE_LOST = "lease lost"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(slots=True)
+class RunningAttempt:
+    job: ClaimedJob
+    job_type: JobType
+    task: asyncio.Task[None]
+    started: float
+    stop_reason: StopReason | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: JobTypeRegistry,
+        pool: AsyncPool,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.pool = pool
+        # The name says which pod; the suffix makes each process's leases its own,
+        # so a restarted container never mistakes its predecessor's jobs for its own.
+        self.worker_id = worker_id or f"{settings.worker_name}.{secrets.token_hex(3)}"
+        self.types = settings.worker_job_types or registry.names
+        for name in self.types:
+            registry.get(name)  # fail at start, naming the known types, not at the first job
+        self.concurrency = settings.worker_concurrency
+        self._attempts: dict[UUID, RunningAttempt] = {}
+        self._held: set[UUID] = set()  # leases we hold: running or awaiting their write
+        self._wakeup = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._recorder = CompletionRecorder(
+            pool, worker_id=self.worker_id, settings=settings, on_recorded=self._recorded
+        )
+        self.listener = Listener(
+            settings,
+            {JOBS_READY: self._on_jobs_ready, CANCEL: self._on_cancel},
+            application_name="easyclaw-worker-listener",
+            on_connected=self._wakeup.set,
+        )
+        self.last_db_contact = time.monotonic()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (signal handlers call this)."""
+        if not self._stop.is_set():
+            log.info("worker.stopping", worker_id=self.worker_id, running=len(self._attempts))
+        self._stop.set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._held)
+
+    async def run(self) -> None:
+        """Work until ``stop()``; then drain and return."""
+        log.info(
+            "worker.started",
+            worker_id=self.worker_id,
+            concurrency=self.concurrency,
+            job_types=self.types,
+        )
+        background = [
+            asyncio.create_task(self.listener.run(), name="listener"),
+            asyncio.create_task(self._recorder.run(), name="recorder"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._maintenance_loop(), name="maintenance"),
+        ]
+        claimer = asyncio.create_task(self._claim_loop(), name="claimer")
+        try:
+            await self._stop.wait()
+        finally:
+            claimer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claimer
+            await self._drain()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._mark_stopped()
+            log.info("worker.stopped", worker_id=self.worker_id)
+
+    async def _drain(self) -> None:
+        grace = self.settings.worker_shutdown_grace_seconds
+        running = [attempt.task for attempt in self._attempts.values()]
+        if running:
+            log.info("worker.draining", running=len(running), grace_seconds=grace)
+            await asyncio.wait(running, timeout=grace)
+        leftover = list(self._attempts.values())
+        for attempt in leftover:
+            self._cancel_attempt(attempt, StopReason.SHUTDOWN)
+        if leftover:
+            await asyncio.wait([attempt.task for attempt in leftover])
+        # Write the outcomes of everything that did finish, then hand back the rest.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(5.0, grace)):
+                await self._recorder.wait_empty()
+        unfinished = [
+            job_id for job_id in self._held if job_id not in self._recorder.pending_job_ids()
+        ]
+        if unfinished:
+            try:
+                async with pooled(self.pool) as conn:
+                    released = await queue.release_jobs(
+                        conn, worker_id=self.worker_id, job_ids=unfinished
+                    )
+                for job_id, status in released.items():
+                    log.info("job.released", job_id=str(job_id), status=status.value)
+            except Exception as error:
+                # Their leases will expire and the reaper will requeue them.
+                log.warning("worker.release_failed", jobs=len(unfinished), error=str(error))
+
+    async def _mark_stopped(self) -> None:
+        with contextlib.suppress(Exception):
+            async with pooled(self.pool) as conn:
+                await queue.worker_stopped(conn, worker_id=self.worker_id)
+
+    # ------------------------------------------------------------ claiming
+
+    def _on_jobs_ready(self, _payload: str) -> None:
+        self._wakeup.set()
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            free = self.concurrency - len(self._held)
+            if free <= 0:
+                self._capacity.clear()
+                await self._capacity.wait()
+                continue
+            wanted = min(free, self.settings.worker_claim_batch_size)
+            self._wakeup.clear()
+            try:
+                async with pooled(self.pool) as conn:
+                    jobs = await queue.claim_jobs(
+                        conn,
+                        worker_id=self.worker_id,
+                        types=self.types,
+                        limit=wanted,
+                        lease_seconds=self.settings.worker_lease_seconds,
+                    )
+                    self.last_db_contact = time.monotonic()
+                    for job in jobs:
+                        self._start(job)
+                    sleep_for = None
+                    if len(jobs) < wanted:
+                        sleep_for = await self._idle_timeout(conn)
+            except Exception as error:
+                self._log_db_error("claim", error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if sleep_for is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(sleep_for):
+                        await self._wakeup.wait()
+
+    async def _idle_timeout(self, conn: AsyncConn) -> float:
+        """Sleep until woken, the poll interval, or the next scheduled job, whichever is first."""
+        timeout = self.settings.worker_poll_interval_seconds
+        next_run = await queue.next_run_at(conn, types=self.types)
+        if next_run is not None:
+            until = (next_run - datetime.now(UTC)).total_seconds()
+            timeout = min(timeout, max(until, 0.001))
+        return timeout
+
+    def _start(self, job: ClaimedJob) -> None:
+        job_type = self.registry.get(job.type)
+        self._held.add(job.id)
+        task = asyncio.create_task(self._run(job, job_type), name=f"job-{job.id}")
+        self._attempts[job.id] = RunningAttempt(
+            job=job, job_type=job_type, task=task, started=time.monotonic()
+        )
+        metrics.JOBS_CLAIMED.labels(job.type).inc()
+        log.debug("job.claimed", job_id=str(job.id), type=job.type, attempt=job.attempt)
+
+    async def _run(self, job: ClaimedJob, job_type: JobType) -> None:
+        ctx = JobContext(
+            job=job, settings=self.settings, pool=self.pool, log=log, worker_id=self.worker_id
+        )
+        try:
+            outcome = await run_attempt(job_type, ctx)
+        except asyncio.CancelledError:
+            attempt = self._attempts.pop(job.id)
+            if attempt.stop_reason is StopReason.USER_CANCEL:
+                outcome = Outcome(
+                    job_id=job.id,
+                    attempt=job.attempt,
+                    status=JobStatus.CANCELLED,
+                    error="cancelled by its user while running",
+                )
+                self._submit(attempt, outcome, ctx)
+            elif attempt.stop_reason is StopReason.LEASE_LOST:
+                self._release_slot(job.id)
+            # SHUTDOWN: stays held until _drain releases it.
+            return
+        attempt = self._attempts.pop(job.id)
+        self._submit(attempt, outcome, ctx)
+
+    def _submit(self, attempt: RunningAttempt, outcome: Outcome, ctx: JobContext) -> None:
+        self._recorder.submit(
+            FinishedAttempt(
+                job=attempt.job,
+                job_type=attempt.job_type,
+                outcome=outcome,
+                duration_seconds=time.monotonic() - attempt.started,
+                effects=ctx.completion_effects if outcome.status is JobStatus.COMPLETED else [],
+            )
+        )
+
+    def _recorded(self, recorded: Recorded) -> None:
+        for finished, accepted in recorded:
+            job = finished.job
+            self._release_slot(job.id)
+            fields = {
+                "job_id": str(job.id),
+                "type": job.type,
+                "attempt": job.attempt,
+                "duration_ms": round(finished.duration_seconds * 1000, 3),
+            }
+            if accepted is None:
+                log.warning("job.lease_lost", **fields)
+                metrics.JOBS_FINISHED.labels(job.type, "LEASE_LOST").inc()
+                continue
+            metrics.JOBS_FINISHED.labels(job.type, accepted.value).inc()
+            metrics.JOB_DURATION.labels(job.type).observe(finished.duration_seconds)
+            outcome = finished.outcome
+            if accepted is JobStatus.COMPLETED:
+                log.info("job.completed", **fields)
+            elif accepted is JobStatus.PENDING:
+                log.info(
+                    "job.retried",
+                    **fields,
+                    retry_in_seconds=round(outcome.retry_delay or 0, 3),
+                    error=outcome.error,
+                )
+            elif accepted is JobStatus.CANCELLED:
+                log.info("job.cancelled", **fields)
+            else:
+                log.warning("job.failed", **fields, error=outcome.error)
+
+    def _release_slot(self, job_id: UUID) -> None:
+        self._held.discard(job_id)
+        self._capacity.set()
+
+    # ------------------------------------------------------------ cancels and leases
+
+    def _on_cancel(self, payload: str) -> None:
+        try:
+            job_id = UUID(payload)
+        except ValueError:
+            return
+        attempt = self._attempts.get(job_id)
+        if attempt is not None:
+            self._cancel_attempt(attempt, StopReason.USER_CANCEL)
+
+    def _cancel_attempt(self, attempt: RunningAttempt, reason: StopReason) -> None:
+        if attempt.stop_reason is None and not attempt.task.done():
+            attempt.stop_reason = reason
+            attempt.task.cancel(reason.value)
+            log.info("job.stopping", job_id=str(attempt.job.id), reason=reason.value)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.worker_heartbeat_interval_seconds
+        while True:
+            held = list(self._held)
+            try:
+                async with pooled(self.pool) as conn:
+                    result = await queue.heartbeat(
+                        conn,
+                        worker_id=self.worker_id,
+                        worker_name=self.settings.worker_name,
+                        concurrency=self.concurrency,
+                        job_ids=held,
+                        lease_seconds=self.settings.worker_lease_seconds,
+                    )
+                self.last_db_contact = time.monotonic()
+            except Exception as error:
+                self._log_db_error("heartbeat", error)
+                await asyncio.sleep(min(interval, 1.0))
+                continue
+            for job_id in held:
+                attempt = self._attempts.get(job_id)
+                if attempt is None:
+                    continue  # finished meanwhile; its write is fenced anyway
+                if job_id not in result.kept:
+                    self._cancel_attempt(attempt, StopReason.LEASE_LOST)
+                elif job_id in result.cancel_requested:
+                    self._cancel_attempt(attempt, StopReason.USER_CANCEL)
+            metrics.JOBS_HELD.set(len(self._held))
+            await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------ maintenance
+
+    async def _maintenance_loop(self) -> None:
+        """Reap leases of dead workers; delete old finished jobs now and then."""
+        interval = self.settings.worker_maintenance_interval_seconds
+        retention_every = max(1, round(60 / interval))
+        rounds = 0
+        # Start at a random point of the interval so a fleet started together spreads out.
+        await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
+        while True:
+            try:
+                async with pooled(self.pool) as conn:
+                    await self._reap(conn)
+                    if self.settings.retention_hours > 0 and rounds % retention_every == 0:
+                        deleted = await queue.delete_finished_jobs(
+                            conn,
+                            older_than_seconds=self.settings.retention_hours * 3600,
+                            batch_size=self.settings.retention_batch_size,
+                        )
+                        if deleted:
+                            log.info("retention.deleted", jobs=deleted)
+            except Exception as error:
+                self._log_db_error("maintenance", error)
+            rounds += 1
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+
+    async def _reap(self, conn: AsyncConn) -> None:
+        reaped = await queue.reap_expired_leases(conn)
+        for job in reaped:
+            fields = {
+                "job_id": str(job.id),
+                "attempts": job.attempts,
+                "max_attempts": job.max_attempts,
+                "lost_worker_id": job.lost_worker_id,
+            }
+            if job.status is JobStatus.PENDING:
+                log.warning("job.requeued", **fields)
+            elif job.status is JobStatus.CANCELLED:
+                log.info("job.cancelled", **fields)
+            else:
+                log.warning("job.failed", **fields, error="lease expired on the last attempt")
+
+    def _log_db_error(self, during: str, error: BaseException) -> None:
+        if is_unavailable(error):
+            log.warning("worker.db_unavailable", during=during, error=str(error))
+        else:
+            log.error("worker.error", exc_info=True, during=during, error=str(error))
