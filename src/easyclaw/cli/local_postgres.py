@@ -17,6 +17,7 @@ import stat
 import subprocess
 import warnings
 from pathlib import Path
+from typing import Any
 
 SERVER_USER = "easyclaw-postgres"
 
@@ -140,7 +141,7 @@ class LocalPostgres:
             [str(_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "status"],
             capture_output=True,
             check=False,
-            user=self._run_as,
+            **self._as_server_user(),
         )
         return result.returncode == 0
 
@@ -154,13 +155,21 @@ class LocalPostgres:
 
     def _run(self, command: list[str]) -> None:
         result = subprocess.run(  # noqa: S603 - fixed binaries, our own arguments
-            command, capture_output=True, text=True, check=False, user=self._run_as
+            command, capture_output=True, text=True, check=False, **self._as_server_user()
         )
         if result.returncode != 0:
             raise LocalPostgresError(
                 f"{Path(command[0]).name} failed ({result.returncode}): "
                 f"{result.stderr.strip() or result.stdout.strip()}\n{self.log_tail()}"
             )
+
+    def _as_server_user(self) -> dict[str, Any]:
+        """subprocess arguments that drop root: user, its own group, and no root groups
+        (root's group would make root-owned 0700 parents unreadable through group bits)."""
+        if self._run_as is None:
+            return {}
+        entry = pwd.getpwnam(self._run_as)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
     @staticmethod
     def _server_user() -> str:

@@ -1,0 +1,68 @@
+"""Job types for tests, registered in worker processes through
+EASYCLAW_JOB_TYPE_MODULES=tests.support.jobtypes (the repository root is on
+PYTHONPATH in those processes)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from easyclaw.core.db import AsyncConn
+from easyclaw.core.errors import PermanentJobError, RetryableJobError
+from easyclaw.core.jobtypes import JobContext, JobType
+
+
+async def run_sleep(ctx: JobContext) -> dict[str, Any]:
+    await asyncio.sleep(float(ctx.payload.get("seconds", 1)))
+    return {"slept": ctx.payload.get("seconds", 1), "attempt": ctx.job.attempt}
+
+
+async def run_fail(ctx: JobContext) -> None:
+    raise PermanentJobError(str(ctx.payload.get("reason", "this job always fails")))
+
+
+async def run_flaky(ctx: JobContext) -> dict[str, Any]:
+    """Fails with a retryable error until attempt ``succeed_on``."""
+    if ctx.job.attempt < int(ctx.payload.get("succeed_on", 2)):
+        raise RetryableJobError(f"transient failure on attempt {ctx.job.attempt}")
+    return {"attempt": ctx.job.attempt}
+
+
+async def run_crash(ctx: JobContext) -> None:
+    raise ZeroDivisionError("handler bug")
+
+
+async def run_effect(ctx: JobContext) -> dict[str, Any]:
+    """Writes one row to ``job_effects`` in the completion transaction.
+
+    Tests create ``job_effects(job_id uuid, attempt int, worker_id text)``
+    without a unique key, so a second write for the same job would show.
+    """
+    delay = float(ctx.payload.get("seconds", 0))
+    if delay:
+        await asyncio.sleep(delay)
+    job_id, attempt, worker_id = ctx.job.id, ctx.job.attempt, ctx.worker_id
+
+    async def write(conn: AsyncConn) -> None:
+        await conn.execute(
+            "INSERT INTO job_effects (job_id, attempt, worker_id) VALUES (%s, %s, %s)",
+            (job_id, attempt, worker_id),
+        )
+
+    ctx.on_completion(write)
+    return {"attempt": attempt}
+
+
+SLEEP = JobType(name="SLEEP", handler=run_sleep, description="sleeps payload.seconds")
+FAIL = JobType(name="FAIL", handler=run_fail, description="fails permanently")
+FLAKY = JobType(name="FLAKY", handler=run_flaky, description="fails until attempt succeed_on")
+CRASH = JobType(name="CRASH", handler=run_crash, description="raises an unexpected exception")
+EFFECT = JobType(name="EFFECT", handler=run_effect, description="writes a row on completion")
+
+JOB_EFFECTS_TABLE = """
+CREATE TABLE IF NOT EXISTS job_effects (
+    job_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    written_at timestamptz NOT NULL DEFAULT now()
+)"""
