@@ -53,11 +53,24 @@ async def run_effect(ctx: JobContext) -> dict[str, Any]:
     return {"attempt": attempt}
 
 
+async def run_bad_effect(ctx: JobContext) -> dict[str, Any]:
+    """Succeeds, but its completion effect fails (the table does not exist)."""
+
+    async def write(conn: AsyncConn) -> None:
+        await conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    ctx.on_completion(write)
+    return {"attempt": ctx.job.attempt}
+
+
 SLEEP = JobType(name="SLEEP", handler=run_sleep, description="sleeps payload.seconds")
 FAIL = JobType(name="FAIL", handler=run_fail, description="fails permanently")
 FLAKY = JobType(name="FLAKY", handler=run_flaky, description="fails until attempt succeed_on")
 CRASH = JobType(name="CRASH", handler=run_crash, description="raises an unexpected exception")
 EFFECT = JobType(name="EFFECT", handler=run_effect, description="writes a row on completion")
+BAD_EFFECT = JobType(
+    name="BAD_EFFECT", handler=run_bad_effect, description="its completion write fails"
+)
 
 JOB_EFFECTS_TABLE = """
 CREATE TABLE IF NOT EXISTS job_effects (
