@@ -77,7 +77,9 @@ def create_pool(
         max_size=max_size,
         kwargs=connection_kwargs(settings, application_name),
         timeout=settings.db_pool_timeout_seconds,
-        # Keep trying to reconnect forever: the database coming back is the normal case.
+        # Give up a failed background reconnection at once instead of backing off
+        # for minutes: the next request for a connection grows the pool again, so
+        # the pool is whole again as soon as the database is back.
         reconnect_timeout=0,
         check=psycopg_pool.AsyncConnectionPool.check_connection if check_on_checkout else None,
         open=False,

@@ -78,6 +78,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries that are chatty at INFO.
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "psycopg.pool", "botocore"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "botocore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The pool warns on every failed reconnection during an outage; our own
+    # worker.db_unavailable / api.db_unavailable events already say it once each.
+    logging.getLogger("psycopg.pool").setLevel(max(logging.ERROR, root.level))
     logging.Formatter.converter = time.gmtime

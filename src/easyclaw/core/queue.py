@@ -353,6 +353,24 @@ async def finish_jobs(
     return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
 
 
+async def attempts_already_finished(
+    conn: AsyncConn, *, worker_id: str, outcomes: Sequence[Outcome]
+) -> dict[UUID, JobStatus]:
+    """Which of these attempts this worker already finished (its earlier write committed
+    although the connection broke before it could hear so)."""
+    if not outcomes:
+        return {}
+    cursor = await conn.execute(
+        query("attempts_already_finished"),
+        {
+            "worker_id": worker_id,
+            "ids": [o.job_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+        },
+    )
+    return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
+
+
 async def release_jobs(
     conn: AsyncConn, *, worker_id: str, job_ids: Sequence[UUID]
 ) -> dict[UUID, JobStatus]:
@@ -363,6 +381,11 @@ async def release_jobs(
         query("release_jobs"), {"worker_id": worker_id, "ids": list(job_ids)}
     )
     return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
+
+
+async def notify_jobs_ready(conn: AsyncConn) -> None:
+    """Wake idle workers: jobs were handed back (released or reaped) and can be claimed now."""
+    await conn.execute(query("notify_jobs_ready"))
 
 
 async def reap_expired_leases(conn: AsyncConn, *, limit: int = 500) -> list[ReapedJob]:

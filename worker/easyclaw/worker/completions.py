@@ -33,6 +33,8 @@ class FinishedAttempt:
     outcome: Outcome
     duration_seconds: float
     effects: list[Effect] = field(default_factory=list)
+    write_was_interrupted: bool = False
+    """An earlier write of this outcome failed in a way that may have committed."""
 
 
 # (attempt, status the database accepted, or None if the lease was lost)
@@ -86,6 +88,8 @@ class CompletionRecorder:
                         log.warning("worker.db_unavailable", during="record", error=str(error))
                     # Keep the outcomes and try again: the lease fence makes a
                     # late or repeated write harmless.
+                    for attempt in batch:
+                        attempt.write_was_interrupted = True
                     self._queue.extendleft(reversed(batch))
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
@@ -96,21 +100,34 @@ class CompletionRecorder:
 
     async def _record(self, batch: Sequence[FinishedAttempt]) -> Recorded:
         async with pooled(self._pool) as conn:
-            if not any(attempt.effects for attempt in batch):
-                accepted = await queue.finish_jobs(
-                    conn, worker_id=self._worker_id, outcomes=[a.outcome for a in batch]
-                )
-                return [(attempt, accepted.get(attempt.job.id)) for attempt in batch]
-            try:
-                return await self._record_with_effects(conn, batch)
-            except Exception as error:
-                if is_unavailable(error) or len(batch) == 1:
-                    raise
-            # One effect failed and rolled the batch back: isolate it.
-            recorded: Recorded = []
-            for attempt in batch:
-                recorded += await self._record_alone(conn, attempt)
-            return recorded
+            recorded = await self._record_batch(conn, batch)
+            unsure = [a for a, status in recorded if status is None and a.write_was_interrupted]
+            if not unsure:
+                return recorded
+            # Rejected now, but an interrupted earlier write may have committed:
+            # then the outcome is ours after all, not a lost lease.
+            earlier = await queue.attempts_already_finished(
+                conn, worker_id=self._worker_id, outcomes=[a.outcome for a in unsure]
+            )
+            return [(a, status or earlier.get(a.job.id)) for a, status in recorded]
+
+    async def _record_batch(self, conn: AsyncConn, batch: Sequence[FinishedAttempt]) -> Recorded:
+        if not any(attempt.effects for attempt in batch):
+            accepted = await queue.finish_jobs(
+                conn, worker_id=self._worker_id, outcomes=[a.outcome for a in batch]
+            )
+            return [(attempt, accepted.get(attempt.job.id)) for attempt in batch]
+        try:
+            return await self._record_with_effects(conn, batch)
+        except Exception as error:
+            if is_unavailable(error):
+                raise
+        # An effect failed and rolled the batch back: record each alone, so only
+        # the attempt whose effect fails is turned into a failure.
+        recorded: Recorded = []
+        for attempt in batch:
+            recorded += await self._record_alone(conn, attempt)
+        return recorded
 
     async def _record_with_effects(
         self, conn: AsyncConn, batch: Sequence[FinishedAttempt]

@@ -39,6 +39,8 @@ from easyclaw.worker.execution import run_attempt
 
 log = EventLogger("easyclaw.worker")
 
+READY_BUT_LOCKED_RECHECK_SECONDS = 0.05
+
 
 class StopReason(Enum):
     USER_CANCEL = "user cancel"
@@ -120,10 +122,17 @@ class Worker:
         try:
             await self._stop.wait()
         finally:
-            claimer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Not claimer.cancel(): cancelling it mid-claim could lose the rows a
+            # committed claim handed us. It finishes its statement and returns.
+            self._wakeup.set()
+            self._capacity.set()
+            try:
                 await claimer
-            await self._drain()
+            except asyncio.CancelledError:
+                claimer.cancel()  # we ourselves are being cancelled: do not wait
+                raise
+            finally:
+                await self._drain()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -154,6 +163,8 @@ class Worker:
                     released = await queue.release_jobs(
                         conn, worker_id=self.worker_id, job_ids=unfinished
                     )
+                    if JobStatus.PENDING in released.values():
+                        await queue.notify_jobs_ready(conn)  # for the workers that stay
                 for job_id, status in released.items():
                     log.info("job.released", job_id=str(job_id), status=status.value)
             except Exception as error:
@@ -172,7 +183,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stop.is_set():
             free = self.concurrency - len(self._held)
             if free <= 0:
                 self._capacity.clear()
@@ -197,7 +208,9 @@ class Worker:
                         sleep_for = await self._idle_timeout(conn)
             except Exception as error:
                 self._log_db_error("claim", error)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._stop.wait()
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
@@ -212,11 +225,19 @@ class Worker:
         next_run = await queue.next_run_at(conn, types=self.types)
         if next_run is not None:
             until = (next_run - datetime.now(UTC)).total_seconds()
-            timeout = min(timeout, max(until, 0.001))
+            # A ready job we could not claim is locked by another session (a
+            # concurrent claim, or a long transaction): look again shortly,
+            # without spinning on it.
+            timeout = min(timeout, until if until > 0 else READY_BUT_LOCKED_RECHECK_SECONDS)
         return timeout
 
     def _start(self, job: ClaimedJob) -> None:
         job_type = self.registry.get(job.type)
+        earlier = self._attempts.get(job.id)
+        if earlier is not None:
+            # Its lease was reaped and we claimed the job again before our heartbeat
+            # noticed: the earlier attempt can no longer be recorded, so stop it.
+            self._cancel_attempt(earlier, StopReason.LEASE_LOST)
         self._held.add(job.id)
         task = asyncio.create_task(self._run(job, job_type), name=f"job-{job.id}")
         self._attempts[job.id] = RunningAttempt(
@@ -232,7 +253,9 @@ class Worker:
         try:
             outcome = await run_attempt(job_type, ctx)
         except asyncio.CancelledError:
-            attempt = self._attempts.pop(job.id)
+            attempt = self._take_attempt(job)
+            if attempt is None:
+                return  # a later attempt of this job replaced it
             if attempt.stop_reason is StopReason.USER_CANCEL:
                 outcome = Outcome(
                     job_id=job.id,
@@ -245,8 +268,17 @@ class Worker:
                 self._release_slot(job.id)
             # SHUTDOWN: stays held until _drain releases it.
             return
-        attempt = self._attempts.pop(job.id)
+        attempt = self._take_attempt(job)
+        if attempt is None:
+            return  # a later attempt of this job holds the lease; this outcome would be fenced
         self._submit(attempt, outcome, ctx)
+
+    def _take_attempt(self, job: ClaimedJob) -> RunningAttempt | None:
+        """Forget this attempt; None if a later attempt of the same job replaced it."""
+        attempt = self._attempts.get(job.id)
+        if attempt is None or attempt.job.attempt != job.attempt:
+            return None
+        return self._attempts.pop(job.id)
 
     def _submit(self, attempt: RunningAttempt, outcome: Outcome, ctx: JobContext) -> None:
         self._recorder.submit(
@@ -262,7 +294,8 @@ class Worker:
     def _recorded(self, recorded: Recorded) -> None:
         for finished, accepted in recorded:
             job = finished.job
-            self._release_slot(job.id)
+            if job.id not in self._attempts:  # else a later attempt of it is running
+                self._release_slot(job.id)
             fields = {
                 "job_id": str(job.id),
                 "type": job.type,
@@ -279,6 +312,9 @@ class Worker:
             if accepted is JobStatus.COMPLETED:
                 log.info("job.completed", **fields)
             elif accepted is JobStatus.PENDING:
+                # The retry is due after its backoff, likely before the poll interval
+                # ends: let the claim loop recompute how long it may sleep.
+                self._wakeup.set()
                 log.info(
                     "job.retried",
                     **fields,
@@ -382,6 +418,8 @@ class Worker:
                 log.info("job.cancelled", **fields)
             else:
                 log.warning("job.failed", **fields, error="lease expired on the last attempt")
+        if any(job.status is JobStatus.PENDING for job in reaped):
+            await queue.notify_jobs_ready(conn)  # idle workers (this one too) claim them now
 
     def _log_db_error(self, during: str, error: BaseException) -> None:
         if is_unavailable(error):

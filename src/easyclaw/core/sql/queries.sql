@@ -126,6 +126,15 @@ WITH outcome AS (
 )
 SELECT finished.id, finished.status FROM finished, notified;
 
+-- name: attempts_already_finished
+-- After an ambiguous commit (the connection broke while committing a
+-- finish_jobs), which of these attempts did that write record after all?
+SELECT j.id, j.status
+FROM jobs AS j
+JOIN unnest(%(ids)s::uuid[], %(attempts)s::integer[]) AS a(id, attempt)
+  ON j.id = a.id AND j.attempts = a.attempt
+WHERE j.worker_id = %(worker_id)s AND j.status IN ('COMPLETED', 'FAILED', 'CANCELLED');
+
 -- name: release_jobs
 -- Graceful shutdown: hand unfinished jobs back without spending an attempt.
 WITH released AS (
