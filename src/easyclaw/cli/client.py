@@ -25,6 +25,8 @@ class ApiCallError(RuntimeError):
         self.body = body
         if isinstance(body, dict) and "error" in body:
             message = f"{status} {body['error']}: {body.get('message', '')}"
+        elif status == 0:  # no HTTP answer at all
+            message = str(body)
         else:
             message = f"{status}: {body}"
         super().__init__(message)

@@ -128,11 +128,14 @@ class LocalPostgres:
             ]
         )
 
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server: ``fast`` rolls back open transactions, ``immediate`` is a crash."""
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server: ``fast`` rolls back open transactions, ``immediate`` is a crash.
+
+        Returns False if it was not running."""
         if not self.is_running():
-            return
+            return False
         self._run([str(_bin_dir() / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"])
+        return True
 
     def is_running(self) -> bool:
         if not (self.pgdata / "postmaster.pid").exists():
@@ -154,8 +157,15 @@ class LocalPostgres:
     # -- internals ---------------------------------------------------------
 
     def _run(self, command: list[str]) -> None:
+        # A session of their own: a Ctrl-C meant for `easyclaw up` must not kill
+        # initdb or pg_ctl halfway; up stops the server itself, in order.
         result = subprocess.run(  # noqa: S603 - fixed binaries, our own arguments
-            command, capture_output=True, text=True, check=False, **self._as_server_user()
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            start_new_session=True,
+            **self._as_server_user(),
         )
         if result.returncode != 0:
             raise LocalPostgresError(

@@ -94,6 +94,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         payload = json.loads(args.payload) if args.payload else {}
     except json.JSONDecodeError as error:
         raise SystemExit(f"easyclaw submit: --payload is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise SystemExit("easyclaw submit: --payload must be a JSON object")
     if args.message is not None:
         payload["message"] = args.message
     job: dict[str, Any] = {"type": args.type.upper(), "payload": payload, "priority": args.priority}
@@ -221,11 +223,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = 130
     except Exception as error:
+        from easyclaw.cli.local_postgres import LocalPostgresError
+        from easyclaw.core.migrations import MigrationError
         from easyclaw.core.settings import SettingsError
 
         if isinstance(error, SettingsError):
             print(f"easyclaw {args.command}: {error}", file=sys.stderr)
             code = 2
+        elif isinstance(error, (MigrationError, LocalPostgresError)):
+            print(f"easyclaw {args.command}: {error}", file=sys.stderr)
+            code = 1
         else:
             raise
     sys.exit(code)

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
@@ -50,9 +51,11 @@ def _child_env(settings: Settings, database_url: str) -> dict[str, str]:
     return env
 
 
-def _wait_until_serving(url: str, processes: list[Child], timeout: float = 30.0) -> bool:
+def _wait_until_serving(
+    url: str, processes: list[Child], stopping: threading.Event, timeout: float = 30.0
+) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping.is_set():
         if any(child.process and child.process.poll() is not None for child in processes):
             return False
         try:
@@ -65,26 +68,29 @@ def _wait_until_serving(url: str, processes: list[Child], timeout: float = 30.0)
 
 
 def run_up(settings: Settings) -> int:
-    local: LocalPostgres | None = None
-    if settings.database_url is None:
-        local = LocalPostgres(settings.local_data_dir / "postgres")
-        log.info("up.postgres_starting", data_dir=str(local.data_dir))
-        local.start()
-        database_url = local.url()
-    else:
-        database_url = settings.require_database_url()
-    stopping = False
+    stopping = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
+    # Handle the signals before starting anything: a Ctrl-C or SIGTERM while the
+    # database starts must still stop it (below), not leave it running.
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    local: LocalPostgres | None = None
     children: list[Child] = []
     try:
+        if settings.database_url is None:
+            local = LocalPostgres(settings.local_data_dir / "postgres")
+            log.info("up.postgres_starting", data_dir=str(local.data_dir))
+            local.start()
+            database_url = local.url()
+        else:
+            database_url = settings.require_database_url()
         applied = asyncio.run(migrate(database_url))
         log.info("up.migrated", applied=[f"{m.version:04d}_{m.name}" for m in applied])
+        if stopping.is_set():  # asked to stop while starting: start no children
+            return 0
         env = _child_env(settings, database_url)
         base = [sys.executable, "-m", "easyclaw.cli.main"]
         children = [Child("api", [*base, "api"])]
@@ -92,17 +98,16 @@ def run_up(settings: Settings) -> int:
         for child in children:
             _start(child, env)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        if _wait_until_serving(api_url, children):
+        if _wait_until_serving(api_url, children, stopping):
             _print_banner(api_url, database_url, settings.local_workers)
-        while not stopping:
+        while not stopping.is_set():
             for child in children:
                 _supervise(child, env)
             time.sleep(0.2)
         return 0
     finally:
         _stop_children(children, grace=settings.worker_shutdown_grace_seconds + 5)
-        if local is not None:
-            local.stop()
+        if local is not None and local.stop():
             log.info("up.postgres_stopped")
 
 
