@@ -173,7 +173,9 @@ async def serve_api(
     settings: Settings, registry: JobTypeRegistry | None = None
 ) -> AsyncIterator[ApiServer]:
     """The real app behind a real uvicorn server on a free localhost port."""
-    sock = socket.socket()
+    # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections
+    # (otherwise each response waits ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(

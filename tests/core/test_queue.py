@@ -92,15 +92,21 @@ async def test_expired_lease_is_requeued_then_failed_after_max_attempts(conn: Co
     [first] = await claim(conn, worker="dead-1", lease=0.01)
     await asyncio.sleep(0.05)  # let the 10 ms lease run out
     [reaped] = await queue.reap_expired_leases(conn)
-    assert (reaped.id, reaped.status, reaped.lost_worker_id) == (job.id, JobStatus.PENDING, "dead-1")
+    assert (reaped.id, reaped.status, reaped.lost_worker_id) == (
+        job.id,
+        JobStatus.PENDING,
+        "dead-1",
+    )
     [second] = await claim(conn, worker="dead-2", lease=0.01)
     assert second.attempt == first.attempt + 1
     await asyncio.sleep(0.05)
     [reaped] = await queue.reap_expired_leases(conn)
     assert reaped.status is JobStatus.FAILED
     failed = await queue.get_job(conn, job.id, user_id=None)
-    assert failed is not None and failed.error is not None
-    assert "lease expired" in failed.error and "attempt 2 of 2" in failed.error
+    assert failed is not None
+    assert failed.error is not None
+    assert "lease expired" in failed.error
+    assert "attempt 2 of 2" in failed.error
     # The first worker waking up late cannot complete it.
     late = Outcome(job_id=job.id, attempt=first.attempt, status=JobStatus.COMPLETED)
     assert await queue.finish_jobs(conn, worker_id="dead-1", outcomes=[late]) == {}
@@ -110,13 +116,19 @@ async def test_retry_outcome_schedules_the_job_with_its_delay(conn: Conn) -> Non
     job = (await enqueue(conn)).job
     [attempt] = await claim(conn)
     retry = Outcome(
-        job_id=job.id, attempt=attempt.attempt, status=JobStatus.PENDING, error="boom", retry_delay=60
+        job_id=job.id,
+        attempt=attempt.attempt,
+        status=JobStatus.PENDING,
+        error="boom",
+        retry_delay=60,
     )
     assert await queue.finish_jobs(conn, worker_id="w1", outcomes=[retry]) == {
         job.id: JobStatus.PENDING
     }
     after = await queue.get_job(conn, job.id, user_id=None)
-    assert after is not None and after.error == "boom" and after.worker_id is None
+    assert after is not None
+    assert after.error == "boom"
+    assert after.worker_id is None
     assert (after.run_at - after.updated_at).total_seconds() == pytest.approx(60, abs=0.01)
     assert await claim(conn) == []
 
@@ -138,10 +150,12 @@ async def test_cancel_pending_is_immediate_and_running_is_flagged(conn: Conn) ->
     assert claimed.id == running.id
     await conn.execute("LISTEN easyclaw_cancel")
     result = await queue.cancel_job(conn, job_id=pending.id, user_id="alice")
-    assert result.changed and result.job is not None
+    assert result.changed
+    assert result.job is not None
     assert result.job.status is JobStatus.CANCELLED
     result = await queue.cancel_job(conn, job_id=running.id, user_id="alice")
-    assert result.job is not None and result.job.status is JobStatus.RUNNING
+    assert result.job is not None
+    assert result.job.status is JobStatus.RUNNING
     assert result.job.cancel_requested_at is not None
     notify = await anext(conn.notifies(timeout=2))
     assert notify.payload == str(running.id)
@@ -164,7 +178,8 @@ async def test_release_hands_jobs_back_without_spending_an_attempt(conn: Conn) -
     released = await queue.release_jobs(conn, worker_id="w1", job_ids=[job.id])
     assert released == {job.id: JobStatus.PENDING}
     after = await queue.get_job(conn, job.id, user_id=None)
-    assert after is not None and after.attempts == attempt.attempt - 1
+    assert after is not None
+    assert after.attempts == attempt.attempt - 1
 
 
 async def test_retention_deletes_only_old_finished_jobs_in_batches(conn: Conn) -> None:
@@ -187,10 +202,12 @@ async def test_retention_deletes_only_old_finished_jobs_in_batches(conn: Conn) -
 async def test_idempotency_key_returns_the_same_job(conn: Conn) -> None:
     first = await enqueue(conn, idempotency_key="k1")
     again = await enqueue(conn, idempotency_key="k1")
-    assert first.created and not again.created
+    assert first.created
+    assert not again.created
     assert again.job.id == first.job.id
     other_user = await enqueue(conn, user="bob", idempotency_key="k1")
-    assert other_user.created and other_user.job.id != first.job.id
+    assert other_user.created
+    assert other_user.job.id != first.job.id
     with pytest.raises(queue.IdempotencyConflictError):
         await enqueue(conn, idempotency_key="k1", payload={"n": 2})
 
