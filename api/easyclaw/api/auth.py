@@ -130,6 +130,10 @@ class Authenticator:
             raise unauthorized("token comes from an unexpected issuer") from error
         except jwt.PyJWTError as error:
             raise unauthorized(f"invalid token: {error}") from error
+        except TypeError as error:
+            # The token's algorithm is of another family than the key its kid names
+            # (say HS256 over an RSA key: algorithm confusion); PyJWT raises TypeError.
+            raise unauthorized(f"token algorithm {algorithm!r} does not fit its key") from error
         subject = claims.get("sub")
         if not isinstance(subject, str):
             raise unauthorized("token has no subject")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -102,6 +103,15 @@ async def _database_unavailable(_request: Request, error: Exception) -> JSONResp
     )
 
 
+async def _unstorable_value(_request: Request, error: Exception) -> JSONResponse:
+    # A value PostgreSQL cannot hold (a NUL character in text or jsonb, a timestamp
+    # beyond its range): the request is at fault, so say so instead of answering 500.
+    reason = (str(error) or type(error).__name__).splitlines()[0]
+    return error_response(
+        422, "VALIDATION_ERROR", f"the request holds a value that cannot be stored: {reason}"
+    )
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error("api.unhandled_error", exc_info=True, path=request.url.path, error=str(error))
     return error_response(500, "INTERNAL_ERROR", "an unexpected error occurred")
@@ -114,4 +124,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
     for error_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _database_unavailable)
+    app.add_exception_handler(psycopg.DataError, _unstorable_value)
     app.add_exception_handler(Exception, _unexpected)

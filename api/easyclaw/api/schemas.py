@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from easyclaw.core.models import Job, JobStatus, QueueStats
@@ -41,6 +42,30 @@ class JobCreate(ApiModel):
         description="Same user and key return the same job "
         "(also accepted as the Idempotency-Key header)",
     )
+
+    @field_validator("payload")
+    @classmethod
+    def _storable_as_json(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        """Reject what the queue cannot store as written: integers beyond 64 bits or
+        nesting too deep (orjson refuses them at insert), NaN and Infinity (which
+        JSON has not, and orjson would silently store as null)."""
+        try:
+            stored = orjson.loads(orjson.dumps(payload))
+        except orjson.JSONEncodeError as error:
+            raise ValueError(f"payload cannot be stored as JSON: {error}") from None
+        if stored != payload:
+            raise ValueError("payload numbers must be finite: JSON has no NaN or Infinity")
+        return payload
+
+    @field_validator("run_at")
+    @classmethod
+    def _readable_back(cls, run_at: datetime | None) -> datetime | None:
+        """PostgreSQL stores instants that Python cannot read back (before year 1 or
+        after 9999 in the reading session's time zone); such a job would break every
+        listing, and every worker's scheduling query, that meets it."""
+        if run_at is not None and not 1 < run_at.year < 9999:
+            raise ValueError("runAt must fall between the years 2 and 9998")
+        return run_at
 
 
 class JobCreated(ApiModel):

@@ -1,0 +1,138 @@
+"""Probes, Prometheus metrics, API docs and queue statistics."""
+
+from __future__ import annotations
+
+import re
+from uuid import uuid4
+
+import httpx
+
+from easyclaw.worker.runner import Worker
+from tests.api.conftest import read, submit
+from tests.conftest import ApiServer
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample in the text exposition format."""
+    label_text = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    selector = re.escape(f"{name}{{{label_text}}}" if labels else name)
+    match = re.search(rf"^{selector} (\S+)$", metrics, re.MULTILINE)
+    assert match, f"no sample {name}{labels} in:\n{metrics}"
+    return float(match.group(1))
+
+
+async def test_probes_answer_without_credentials(api: ApiServer) -> None:
+    async with api.client(user_id=None) as anonymous:
+        healthz = await anonymous.get("/healthz")
+        assert (healthz.status_code, healthz.json()) == (200, {"status": "ok"})
+        readyz = await anonymous.get("/readyz")
+        assert (readyz.status_code, readyz.json()) == (200, {"status": "ready"})
+
+
+async def test_metrics_report_the_queue_and_the_requests(client: httpx.AsyncClient) -> None:
+    for _ in range(2):
+        await submit(client)
+    cancelled = await submit(client)
+    await client.post(f"/jobs/{cancelled}/cancel")
+    await read(client, cancelled)
+    await client.get(f"/nowhere-{uuid4()}")
+
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    metrics = response.text
+    assert "# TYPE easyclaw_queue_jobs gauge" in metrics
+    assert sample(metrics, "easyclaw_queue_jobs", status="PENDING") == 2
+    assert sample(metrics, "easyclaw_queue_jobs", status="CANCELLED") == 1
+    assert sample(metrics, "easyclaw_queue_jobs", status="COMPLETED") == 0
+    assert sample(metrics, "easyclaw_api_database_up") == 1
+    assert "# TYPE easyclaw_api_requests_total counter" in metrics
+    # Requests are counted by route template, never by raw path (bounded cardinality).
+    posted = sample(
+        metrics, "easyclaw_api_requests_total", method="POST", route="/jobs", status="201"
+    )
+    assert posted >= 3
+    assert (
+        sample(
+            metrics,
+            "easyclaw_api_requests_total",
+            method="GET",
+            route="/jobs/{job_id}",
+            status="200",
+        )
+        >= 1
+    )
+    assert str(cancelled) not in metrics
+    assert "nowhere-" not in metrics
+    assert 'route="unmatched"' in metrics
+
+    # And the counter moves with each request.
+    healthz = {"method": "GET", "route": "/healthz", "status": "200"}
+    await client.get("/healthz")
+    before = sample((await client.get("/metrics")).text, "easyclaw_api_requests_total", **healthz)
+    for _ in range(3):
+        await client.get("/healthz")
+    after = sample((await client.get("/metrics")).text, "easyclaw_api_requests_total", **healthz)
+    assert after == before + 3
+
+
+async def test_docs_and_openapi_are_served(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "text/html" in docs.headers["content-type"]
+    assert "swagger" in docs.text.lower()
+
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["info"]["title"] == "EasyClaw"
+    paths = spec["paths"]
+    assert {"post", "get"} <= set(paths["/jobs"])
+    assert "get" in paths["/jobs/{job_id}"]
+    assert "post" in paths["/jobs/{job_id}/cancel"]
+    assert {"/stats", "/healthz", "/readyz"} <= set(paths)
+    assert "/metrics" not in paths
+    schemes = spec["components"]["securitySchemes"]
+    assert {"UserIdHeader", "BearerJWT"} <= set(schemes)
+    # The documented body is camelCase, as on the wire.
+    create = spec["components"]["schemas"]["JobCreate"]["properties"]
+    assert {"type", "payload", "conversationId", "idempotencyKey", "maxAttempts"} <= set(create)
+
+
+async def test_stats_count_jobs_by_status(client: httpx.AsyncClient, api: ApiServer) -> None:
+    empty = (await client.get("/stats")).json()
+    assert empty == {
+        "pending": 0,
+        "ready": 0,
+        "running": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "recentFailures": 0,
+        "completedLastMinute": 0,
+        "oldestPendingAgeSeconds": 0.0,
+        "liveWorkers": 0,
+    }
+    await submit(client)
+    await submit(client, {"type": "ECHO", "payload": {}, "runAt": "2999-01-01T00:00:00Z"})
+    cancelled = await submit(client)
+    await client.post(f"/jobs/{cancelled}/cancel")
+    async with api.client(user_id="someone-else") as other:  # queue-wide, not per user
+        await submit(other)
+
+    stats = (await client.get("/stats")).json()
+    assert (stats["pending"], stats["ready"], stats["cancelled"]) == (3, 2, 1)
+    assert (stats["running"], stats["completed"], stats["failed"]) == (0, 0, 0)
+    assert stats["oldestPendingAgeSeconds"] > 0
+
+
+async def test_stats_follow_jobs_through_a_worker(
+    client: httpx.AsyncClient, worker: Worker
+) -> None:
+    done = [await submit(client) for _ in range(2)]
+    failed = await submit(client, {"type": "FAIL", "payload": {}})
+    for job_id in [*done, failed]:
+        await read(client, job_id, wait=10)
+    stats = (await client.get("/stats")).json()
+    assert (stats["pending"], stats["running"]) == (0, 0)
+    assert (stats["completed"], stats["completedLastMinute"]) == (2, 2)
+    assert (stats["failed"], stats["recentFailures"]) == (1, 1)
+    assert stats["liveWorkers"] == 1
