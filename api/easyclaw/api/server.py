@@ -6,6 +6,7 @@ import uvicorn
 
 from easyclaw.api.app import create_app
 from easyclaw.core.jsonlog import configure_logging
+from easyclaw.core.process import tune_garbage_collector
 from easyclaw.core.settings import Settings
 
 
@@ -14,6 +15,7 @@ def main(settings: Settings | None = None, *, workers: int = 1) -> None:
     app (and its own pool) from the environment."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    tune_garbage_collector()
     uvicorn.run(
         create_app(settings) if workers == 1 else "easyclaw.api.app:create_app",
         factory=workers > 1,
@@ -27,3 +29,4 @@ def main(settings: Settings | None = None, *, workers: int = 1) -> None:
         timeout_graceful_shutdown=10,
         server_header=False,
     )
+

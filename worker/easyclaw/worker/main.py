@@ -8,6 +8,7 @@ import signal
 from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.jsonlog import configure_logging
+from easyclaw.core.process import tune_garbage_collector
 from easyclaw.core.settings import Settings
 from easyclaw.worker.health import HealthServer
 from easyclaw.worker.runner import Worker
@@ -50,6 +51,7 @@ async def run_worker(settings: Settings, registry: JobTypeRegistry | None = None
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    tune_garbage_collector()
     try:
         import uvloop
 
