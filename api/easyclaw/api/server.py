@@ -29,4 +29,3 @@ def main(settings: Settings | None = None, *, workers: int = 1) -> None:
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-
