@@ -124,7 +124,8 @@ async def test_a_cancelled_job_leaves_no_workspace(
     async with running_worker(settings, pool):
         job = await enqueue(conn, "COUNTER", {"seconds": 30})
         await wait_status(conn, job.id, JobStatus.RUNNING)
-        await wait_for(lambda: any((tmp_path / "workspaces").iterdir()), timeout=10)
+        workspaces = tmp_path / "workspaces"
+        await wait_for(lambda: workspaces.exists() and any(workspaces.iterdir()), timeout=10)
         await queue.cancel_job(conn, job_id=job.id, user_id=USER)
         await wait_status(conn, job.id, JobStatus.CANCELLED)
         await wait_for(lambda: not any((tmp_path / "workspaces").iterdir()), timeout=10)
