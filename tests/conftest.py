@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import socket
@@ -256,6 +257,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
             env["DATABASE_URL"] = settings.require_database_url()
         elif isinstance(value, list):
             env[f"EASYCLAW_{name.upper()}"] = ",".join(map(str, value))
+        elif isinstance(value, dict):
+            env[f"EASYCLAW_{name.upper()}"] = json.dumps(value)
         else:
             env[f"EASYCLAW_{name.upper()}"] = str(value)
     env.update(extra)

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="port of the worker's /healthz and /metrics; 0 disables"
     )
     worker_health_host: str = "0.0.0.0"  # noqa: S104 - probes reach the pod IP
+    worker_pod_deletion_cost: bool = Field(
+        False,
+        description="on Kubernetes, annotate the own pod with the number of held jobs "
+        "(controller.kubernetes.io/pod-deletion-cost) so scale-in removes idle workers first",
+    )
 
     # --- per-user state (workspaces and snapshots) ---------------------------
     state_backend: StateBackend = Field(
