@@ -34,6 +34,7 @@ from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.migrations import migrate
 from easyclaw.core.settings import Settings
+from tests.support.web_pages import WebServer, web_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_JOB_TYPES = "tests.support.jobtypes"
@@ -147,7 +148,7 @@ async def conn(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]
         yield connection
 
 
-# ---------------------------------------------------------------- S3 (moto server)
+# ---------------------------------------------------------------- S3 and the web
 
 
 @pytest.fixture(scope="session")
@@ -175,6 +176,13 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"easyclaw-test-{os.getpid()}-{next(_database_numbers)}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def web() -> Iterator[WebServer]:
+    """A local web server with real pages (RESEARCH tests)."""
+    with web_server() as server:
+        yield server
 
 
 # ---------------------------------------------------------------- API server
