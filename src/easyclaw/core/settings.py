@@ -180,6 +180,21 @@ class Settings(BaseSettings):
         False, description="summarise fetched pages through the CHAT provider"
     )
 
+    # --- operator (`easyclaw operator`) -------------------------------------
+    operator_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="namespaces whose EasyClawJobs the operator manages; required to run it",
+    )
+    operator_health_port: int = Field(
+        8080, ge=0, le=65535, description="port of the operator's /healthz; 0 disables"
+    )
+    operator_resync_seconds: float = Field(
+        10.0, gt=0, description="re-read each unfinished job this often even without a NOTIFY"
+    )
+    operator_result_max_bytes: int = Field(
+        4096, ge=64, le=262_144, description="larger results and errors are truncated in status"
+    )
+
     # --- CHAT and its model provider ----------------------------------------
     chat_provider: ChatProviderName = Field(
         ChatProviderName.ECHO, description="echo (offline), openai or bedrock"
@@ -222,7 +237,12 @@ class Settings(BaseSettings):
     @classmethod
     def _split_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("jwt_algorithms", "worker_job_types", "job_type_modules"):
+            for key in (
+                "jwt_algorithms",
+                "worker_job_types",
+                "job_type_modules",
+                "operator_namespaces",
+            ):
                 if key in data:
                     data[key] = _split_csv(data[key])
         return data
