@@ -111,7 +111,8 @@ def test_development_database_is_a_single_official_postgres() -> None:
     (secret,) = rendered.of_kind("Secret")
     url = secret["stringData"]["DATABASE_URL"]
     assert url.startswith(f"postgresql://easyclaw:{secret['stringData']['POSTGRES_PASSWORD']}@")
-    assert f"@{RELEASE}-easyclaw-postgresql:5432/easyclaw" in url
+    # Fully qualified, since KEDA's operator connects from its own namespace.
+    assert f"@{RELEASE}-easyclaw-postgresql.{NAMESPACE}.svc:5432/easyclaw" in url
 
 
 def test_operator_runs_alone_with_namespaced_least_privilege() -> None:
