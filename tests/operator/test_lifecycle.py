@@ -208,3 +208,13 @@ async def _warning_event(operator: OperatorUnderTest, name: str) -> dict[str, An
 
     event: dict[str, Any] = await wait_for(posted, timeout=10.0)
     return event
+
+
+async def test_a_conversation_of_another_user_is_refused(
+    operator: OperatorUnderTest, conn: Conn
+) -> None:
+    stranger = "00000000-0000-7000-8000-000000000001"
+    await operator.create("chat", echo(conversationId=stranger))
+    status = await operator.wait_phase("chat", "Failed")
+    assert status["error"] == (f"spec.conversationId: user '{USER}' has no conversation {stranger}")
+    assert await job_rows(conn) == []

@@ -36,8 +36,9 @@ from easyclaw.operator.runtime import OperatorRuntime
 
 REGISTRY = kopf.OperatorRegistry()
 
-# A deleted resource's follower is cancelled at once (it only waits and patches).
-FOLLOWER_CANCELLATION_TIMEOUT = 5.0
+# A deleted resource's follower is cancelled at once (it only waits and patches);
+# kopf re-checks that it ended after this long, which is what a deletion may wait.
+FOLLOWER_CANCELLATION_TIMEOUT = 1.0
 
 
 def operator_settings() -> kopf.OperatorSettings:

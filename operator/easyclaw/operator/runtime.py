@@ -74,4 +74,20 @@ async def operator_runtime(
         with contextlib.suppress(asyncio.CancelledError):
             await listening
         await kube.close()
+        await _close_pool(pool)
+
+
+async def _close_pool(pool: AsyncPool) -> None:
+    """Close the pool after kopf stopped.
+
+    When ``kopf.operator()`` exits it cancels every task that appeared while it
+    ran, as it cannot tell its own from others'; that includes the short-lived
+    waits inside the pool's scheduler, whose CancelledError then surfaces here.
+    Only a cancellation of this task itself is passed on.
+    """
+    try:
         await pool.close()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
