@@ -15,7 +15,18 @@ from easyclaw.core.migrations import available_migrations, schema_sql
 from tests.cli.helpers import run_cli_sync
 from tests.conftest import make_settings, process_env
 
-COMMANDS = ["up", "api", "worker", "migrate", "submit", "get", "list", "cancel", "stats"]
+COMMANDS = [
+    "up",
+    "api",
+    "worker",
+    "migrate",
+    "metrics-mirror",
+    "submit",
+    "get",
+    "list",
+    "cancel",
+    "stats",
+]
 
 
 def test_every_command_is_covered_here() -> None:

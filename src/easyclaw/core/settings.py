@@ -17,6 +17,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MAX_CLOUDWATCH_DIMENSIONS = 30
+
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
@@ -34,6 +36,22 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _parse_dimensions(value: object) -> object:
+    """``Cluster=prod,Environment=production`` as a dict; a malformed pair is an error."""
+    if not isinstance(value, str):
+        return value
+    dimensions: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, dimension_value = pair.partition("=")
+        if not sep or not name.strip() or not dimension_value.strip():
+            raise ValueError(
+                f"EASYCLAW_METRICS_DIMENSIONS: {pair!r} is not Name=Value "
+                "(expected e.g. Cluster=prod-eks,Environment=production)"
+            )
+        dimensions[name.strip()] = dimension_value.strip()
+    return dimensions
 
 
 def default_worker_name() -> str:
@@ -114,6 +132,22 @@ class Settings(BaseSettings):
     )
     worker_health_host: str = "0.0.0.0"  # noqa: S104 - probes reach the pod IP
 
+    # --- metrics mirror (CloudWatch) ----------------------------------------
+    cloudwatch_namespace: str = Field(
+        "EasyClaw", min_length=1, max_length=255, description="CloudWatch namespace"
+    )
+    cloudwatch_endpoint_url: str | None = Field(
+        None, description="CloudWatch endpoint override (moto in tests); unset means AWS"
+    )
+    metrics_mirror_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    metrics_dimensions: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="dimensions on every datum, `Cluster=prod-eks,Environment=production`",
+    )
+    metrics_mirror_health_port: int = Field(
+        8081, ge=0, le=65535, description="port of the mirror's /healthz; 0 disables"
+    )
+
     # --- local run (`easyclaw up`) ------------------------------------------
     local_data_dir: Path = Field(
         Path(".easyclaw"), description="embedded PostgreSQL data lives here"
@@ -127,6 +161,8 @@ class Settings(BaseSettings):
             for key in ("jwt_algorithms", "worker_job_types", "job_type_modules"):
                 if key in data:
                     data[key] = _split_csv(data[key])
+            if "metrics_dimensions" in data:
+                data["metrics_dimensions"] = _parse_dimensions(data["metrics_dimensions"])
         return data
 
     @model_validator(mode="after")
@@ -140,6 +176,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EASYCLAW_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
                 "EASYCLAW_WORKER_LEASE_SECONDS, or every running job would lose its lease"
+            )
+        if len(self.metrics_dimensions) > MAX_CLOUDWATCH_DIMENSIONS:
+            raise ValueError(
+                f"EASYCLAW_METRICS_DIMENSIONS has {len(self.metrics_dimensions)} dimensions; "
+                f"CloudWatch accepts at most {MAX_CLOUDWATCH_DIMENSIONS}"
             )
         if "none" in {alg.lower() for alg in self.jwt_algorithms}:
             raise ValueError("EASYCLAW_JWT_ALGORITHMS must not contain 'none'")
