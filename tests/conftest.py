@@ -226,6 +226,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
             env["DATABASE_URL"] = settings.require_database_url()
         elif isinstance(value, list):
             env[f"EASYCLAW_{name.upper()}"] = ",".join(map(str, value))
+        elif isinstance(value, dict):
+            env[f"EASYCLAW_{name.upper()}"] = ",".join(f"{k}={v}" for k, v in value.items())
         else:
             env[f"EASYCLAW_{name.upper()}"] = str(value)
     env.update(extra)
