@@ -36,7 +36,7 @@ def create_app(
         waiters=JobWaiters(settings),
         authenticator=Authenticator(settings, http),
         http=http,
-        users=KnownUsers(),
+        users=KnownUsers(free_credits=settings.free_tier_credits),
     )
 
     @asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import httpx
 
@@ -19,7 +20,7 @@ from easyclaw.core.settings import Settings
 class KnownUsers:
     """User ids this process has already created, so POST /jobs skips the upsert."""
 
-    free_credits: float = 0.0
+    free_credits: Decimal = Decimal(0)
     capacity: int = 100_000
     _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
 

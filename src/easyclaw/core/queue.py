@@ -22,6 +22,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -45,7 +46,7 @@ from easyclaw.core.queries import query
 # ---------------------------------------------------------------- users
 
 
-async def ensure_user(conn: AsyncConn, user_id: str, *, free_credits: float = 0) -> bool:
+async def ensure_user(conn: AsyncConn, user_id: str, *, free_credits: Decimal | float = 0) -> bool:
     """Create the user on first use; True if it was created now."""
     cursor = await conn.execute(
         query("ensure_user"), {"user_id": user_id, "free_credits": free_credits}

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MAX_CLOUDWATCH_DIMENSIONS = 30
@@ -23,6 +24,24 @@ MAX_CLOUDWATCH_DIMENSIONS = 30
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class ChatProviderName(StrEnum):
+    ECHO = "echo"
+    """Offline: answers with a labelled echo of the last message (no model involved)."""
+    OPENAI = "openai"
+    """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, vLLM, Ollama)."""
+    BEDROCK = "bedrock"
+    """Amazon Bedrock's Converse API through boto3 (credentials from IRSA on EKS)."""
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in credits per 1,000 tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
 
 
 class AuthMode(StrEnum):
@@ -146,6 +165,38 @@ class Settings(BaseSettings):
     )
     metrics_mirror_health_port: int = Field(
         8081, ge=0, le=65535, description="port of the mirror's /healthz; 0 disables"
+    )
+
+    # --- CHAT and its model provider ----------------------------------------
+    chat_provider: ChatProviderName = Field(
+        ChatProviderName.ECHO, description="echo (offline), openai or bedrock"
+    )
+    chat_model: str | None = Field(
+        None, description="model id sent to the provider; required for openai and bedrock"
+    )
+    chat_system_prompt: str = "You are a helpful assistant."
+    chat_history_messages: int = Field(20, ge=0, le=1000)
+    chat_timeout_seconds: float = Field(60.0, gt=0)
+    chat_max_tokens: int = Field(1024, ge=1)
+    bedrock_region: str | None = Field(
+        None, description="Bedrock region; unset uses AWS_REGION / the SDK's default chain"
+    )
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="base URL up to and including /v1"
+    )
+    openai_api_key: SecretStr | None = None
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description='JSON map model id -> {"input", "output"} credits per 1k tokens; '
+        '"*" prices any other model',
+    )
+
+    # --- billing -------------------------------------------------------------
+    billing_enforce: bool = Field(
+        False, description="refuse POST /jobs with 402 when the balance is not above zero"
+    )
+    free_tier_credits: Decimal = Field(
+        Decimal(0), ge=0, description="credits a new user starts with (a FREE_TIER transaction)"
     )
 
     # --- local run (`easyclaw up`) ------------------------------------------

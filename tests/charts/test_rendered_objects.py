@@ -1,0 +1,312 @@
+"""What the chart renders, object by object: the promises of the chart as assertions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.charts.rendering import NAMESPACE, RELEASE, VALUE_SETS, Rendered, render
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "Pod"}
+
+
+@pytest.fixture(params=VALUE_SETS)
+def rendered(request: pytest.FixtureRequest) -> Rendered:
+    return render(request.param)
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def test_every_object_carries_the_standard_labels(rendered: Rendered) -> None:
+    for obj in rendered.objects:
+        labels = obj["metadata"].get("labels", {})
+        name = f"{obj['kind']} {obj['metadata']['name']}"
+        assert labels.get("app.kubernetes.io/name") == "easyclaw", name
+        assert labels.get("app.kubernetes.io/instance") == RELEASE, name
+        assert labels.get("app.kubernetes.io/managed-by") == "Helm", name
+        assert labels.get("app.kubernetes.io/component"), name
+        assert labels.get("helm.sh/chart", "").startswith("easyclaw-"), name
+
+
+def test_workload_selectors_match_their_pod_labels(rendered: Rendered) -> None:
+    for obj in rendered.objects:
+        if obj["kind"] in {"Deployment", "StatefulSet"}:
+            selector = obj["spec"]["selector"]["matchLabels"]
+            pod_labels = obj["spec"]["template"]["metadata"]["labels"]
+            assert selector.items() <= pod_labels.items()
+            assert "app.kubernetes.io/version" not in selector  # would break upgrades
+
+
+def test_pods_run_unprivileged_on_a_read_only_root(rendered: Rendered) -> None:
+    for obj, spec in rendered.pod_specs():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, obj["metadata"]["name"]
+        assert pod["runAsUser"] > 0
+        assert pod["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in containers(spec):
+            context = container["securityContext"]
+            name = f"{obj['metadata']['name']}/{container['name']}"
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in context["capabilities"], name
+            mounts = {mount["mountPath"] for mount in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{name}: a read-only root needs a writable /tmp"  # noqa: S108
+
+
+def test_resources_request_what_they_limit(rendered: Rendered) -> None:
+    """Fargate bills by requests and sizes the pod from them: requests == limits."""
+    for obj, spec in rendered.pod_specs():
+        for container in containers(spec):
+            resources = container["resources"]
+            name = f"{obj['metadata']['name']}/{container['name']}"
+            assert resources["requests"] == resources["limits"], name
+            assert set(resources["requests"]) == {"cpu", "memory"}, name
+
+
+def test_long_running_containers_have_probes(rendered: Rendered) -> None:
+    for obj in rendered.of_kind("Deployment") + rendered.of_kind("StatefulSet"):
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            name = f"{obj['metadata']['name']}/{container['name']}"
+            assert "livenessProbe" in container, name
+            assert "readinessProbe" in container, name
+
+
+def test_database_url_comes_only_from_a_secret(rendered: Rendered) -> None:
+    for obj, spec in rendered.pod_specs():
+        for container in containers(spec):
+            for env in container.get("env", []):
+                if env["name"] in {"DATABASE_URL", "POSTGRES_PASSWORD", "EASYCLAW_TOKEN"}:
+                    assert "value" not in env, f"{obj['metadata']['name']}: {env['name']} inline"
+                    assert "secretKeyRef" in env["valueFrom"]
+    (config,) = rendered.of_kind("ConfigMap")
+    for key, value in config["data"].items():
+        assert key.startswith(("EASYCLAW_", "AWS_")), key
+        assert "postgresql://" not in value
+        assert not any(word in key for word in ("PASSWORD", "SECRET", "TOKEN", "DATABASE_URL"))
+
+
+def test_production_values_generate_no_secret() -> None:
+    """With an external database the chart only references the user's Secret."""
+    rendered = render("eks-fargate")
+    assert rendered.of_kind("Secret") == []
+    api = rendered.get("Deployment", "api")
+    (env,) = [
+        e
+        for e in api["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "DATABASE_URL"
+    ]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "easyclaw-database", "key": "url"}
+
+
+def test_development_database_is_a_single_official_postgres() -> None:
+    rendered = render("kind")
+    database = rendered.get("StatefulSet", "postgresql")
+    assert database["spec"]["replicas"] == 1
+    (container,) = database["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("docker.io/library/postgres:")
+    (secret,) = rendered.of_kind("Secret")
+    url = secret["stringData"]["DATABASE_URL"]
+    assert url.startswith(f"postgresql://easyclaw:{secret['stringData']['POSTGRES_PASSWORD']}@")
+    assert f"@{RELEASE}-easyclaw-postgresql:5432/easyclaw" in url
+
+
+def test_operator_runs_alone_with_namespaced_least_privilege() -> None:
+    rendered = render("kind")
+    operator = rendered.get("Deployment", "operator")
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["operator"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["EASYCLAW_OPERATOR_NAMESPACES"] == NAMESPACE
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["port"] == "health"
+    assert container["ports"][0]["containerPort"] == int(env["EASYCLAW_OPERATOR_HEALTH_PORT"])
+
+    role = rendered.get("Role", "operator")
+    rules = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert rules == {
+        ("easyclaw.dev", "easyclawjobs"): {"get", "list", "watch", "patch", "update", "delete"},
+        ("easyclaw.dev", "easyclawjobs/status"): {"get", "patch", "update"},
+        ("easyclaw.dev", "easyclawjobs/finalizers"): {"update"},
+        ("", "events"): {"create", "patch"},
+        ("events.k8s.io", "events"): {"create", "patch"},
+    }
+    binding = rendered.get("RoleBinding", "operator")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": f"{RELEASE}-easyclaw-operator", "namespace": NAMESPACE}
+    ]
+
+
+def test_nothing_cluster_wide_and_no_wildcards(rendered: Rendered) -> None:
+    kinds = {obj["kind"] for obj in rendered.objects}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    for role in rendered.of_kind("Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+
+
+def test_workers_may_only_get_and_patch_pods() -> None:
+    rendered = render("kind")
+    role = rendered.get("Role", "worker")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
+    worker = rendered.get("Deployment", "worker")
+    spec = worker["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["EASYCLAW_WORKER_POD_DELETION_COST"]["value"] == "true"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_pods_without_kubernetes_calls_get_no_token(rendered: Rendered) -> None:
+    for obj, spec in rendered.pod_specs():
+        component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component not in {"worker", "operator"}:
+            assert spec.get("automountServiceAccountToken") is False, obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_worker_grace_period_covers_the_job_timeout(value_set: str) -> None:
+    rendered = render(value_set)
+    (config,) = rendered.of_kind("ConfigMap")
+    timeout = float(config["data"]["EASYCLAW_JOB_DEFAULT_TIMEOUT_SECONDS"])
+    spec = rendered.get("Deployment", "worker")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    shutdown_grace = float(env["EASYCLAW_WORKER_SHUTDOWN_GRACE_SECONDS"])
+    assert shutdown_grace >= timeout
+    assert spec["terminationGracePeriodSeconds"] >= shutdown_grace + 10
+
+
+def test_keda_scales_workers_on_the_queue_with_the_issue_defaults() -> None:
+    rendered = render("eks-fargate")
+    scaled = rendered.get("ScaledObject", "worker")["spec"]
+    assert scaled["scaleTargetRef"]["name"] == f"{RELEASE}-easyclaw-worker"
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (1, 50)
+    behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 60
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "postgresql"
+    assert trigger["metadata"]["targetQueryValue"] == "5"
+    assert set(trigger["metadata"]) == {"query", "targetQueryValue", "activationTargetQueryValue"}
+    auth = rendered.get("TriggerAuthentication", "worker")["spec"]
+    assert auth == {
+        "secretTargetRef": [{"parameter": "connection", "name": "easyclaw-database", "key": "url"}]
+    }
+    assert (
+        trigger["authenticationRef"]["name"]
+        == rendered.get("TriggerAuthentication", "worker")["metadata"]["name"]
+    )
+    worker = rendered.get("Deployment", "worker")
+    assert "replicas" not in worker["spec"], "KEDA owns the replica count"
+
+
+def test_scale_to_zero_sets_min_zero_with_activation() -> None:
+    scaled = render("scale-to-zero").get("ScaledObject", "worker")["spec"]
+    assert scaled["minReplicaCount"] == 0
+    assert scaled["triggers"][0]["metadata"]["activationTargetQueryValue"] == "0"
+    default = render("kind").get("ScaledObject", "worker")["spec"]
+    assert default["minReplicaCount"] == 1
+
+
+def test_without_autoscaling_the_deployment_has_fixed_replicas() -> None:
+    rendered = render("kind", "worker.autoscaling.enabled=false", "worker.replicaCount=3")
+    assert rendered.of_kind("ScaledObject") == []
+    assert rendered.get("Deployment", "worker")["spec"]["replicas"] == 3
+
+
+def test_api_behind_an_alb_with_ip_targets() -> None:
+    rendered = render("eks-fargate")
+    ingress = rendered.get("Ingress", "api")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/target-type"] == "ip"
+    assert annotations["alb.ingress.kubernetes.io/scheme"] == "internet-facing"
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == rendered.get("Service", "api")["metadata"]["name"]
+    pdb = rendered.get("PodDisruptionBudget", "api")
+    assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    assert render("kind").of_kind("Ingress") == []
+
+
+def test_service_accounts_carry_irsa_annotations() -> None:
+    rendered = render("eks-fargate")
+    for component in ("api", "worker", "metrics-mirror"):
+        account = rendered.get("ServiceAccount", component)
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+            f"role/easyclaw-{component}"
+        )
+        deployment = rendered.get("Deployment", component)
+        assert (
+            deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            == account["metadata"]["name"]
+        )
+
+
+def test_metrics_mirror_is_off_by_default_and_single_when_on() -> None:
+    assert not [o for o in render("kind").objects if "metrics-mirror" in o["metadata"]["name"]]
+    mirror = render("eks-fargate").get("Deployment", "metrics-mirror")
+    assert mirror["spec"]["replicas"] == 1
+    (container,) = mirror["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["metrics-mirror"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["EASYCLAW_METRICS_MIRROR_HEALTH_PORT"] == "8081"
+    assert env["EASYCLAW_CLOUDWATCH_NAMESPACE"] == "EasyClaw"
+    assert env["EASYCLAW_METRICS_MIRROR_INTERVAL_SECONDS"] == "60"
+    assert env["EASYCLAW_METRICS_DIMENSIONS"] == "Cluster=prod-eks"
+    assert env["AWS_REGION"] == "eu-west-1"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["ports"] == [{"name": "health", "containerPort": 8081}]
+
+
+def test_migrations_run_as_a_pre_install_hook_against_an_external_database() -> None:
+    job = render("eks-fargate").get("Job", "migrations")
+    hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+    assert hooks == ["pre-install", "pre-upgrade"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    # With the development database (part of the release) it runs alongside it instead.
+    (dev_job,) = render("kind").of_kind("Job")
+    assert "annotations" not in dev_job["metadata"]
+
+
+def test_helm_test_submits_an_echo_job_through_the_api_service() -> None:
+    rendered = render("kind")
+    (pod,) = rendered.of_kind("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    script = container["args"][0]
+    assert "easyclaw submit ECHO" in script
+    assert "COMPLETED" in script
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    service = rendered.get("Service", "api")
+    assert (
+        env["EASYCLAW_API_URL"]
+        == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    )
+
+
+def test_network_policies_when_enabled() -> None:
+    policies = {p["metadata"]["name"]: p for p in render("eks-fargate").of_kind("NetworkPolicy")}
+    api = policies[f"{RELEASE}-easyclaw-api"]
+    assert api["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8000}]}]
+    internal = policies[f"{RELEASE}-easyclaw-internal"]
+    assert internal["spec"]["ingress"] == []
+    assert render("kind").of_kind("NetworkPolicy") == []
+
+
+def test_notes_tell_how_to_submit_a_first_job() -> None:
+    from tests.charts.rendering import CHART
+
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "POST $EASYCLAW_API_URL/jobs" in notes
+    assert "helm test" in notes

@@ -1,0 +1,65 @@
+"""A clean virtual environment built by the Dockerfile's own install step, once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.support import dockerfile
+
+
+@dataclass(frozen=True)
+class Image:
+    """Stands in for the image: its venv, its environment and its commands."""
+
+    venv: Path
+    runtime: dockerfile.Stage
+    workdir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The runtime stage's ENV with the venv's path, as a container would see it."""
+        env = {"HOME": str(self.workdir), "LANG": "C.UTF-8"}
+        for key, value in self.runtime.env.items():
+            value = value.replace(dockerfile.IMAGE_VENV, str(self.venv))
+            env[key] = value.replace("$PATH", "/usr/bin:/bin")
+        env.update(extra)
+        return env
+
+    def command(self, argv: list[str]) -> list[str]:
+        """Resolve the first word on the image's PATH (the venv), as exec form does."""
+        first = self.venv / "bin" / argv[0]
+        return [str(first), *argv[1:]]
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    stages = dockerfile.parse(REPO_ROOT / "Dockerfile")
+    builder, runtime = stages[0], stages[-1]
+    context = tmp_path_factory.mktemp("build-context")
+    dockerfile.copy_build_context(REPO_ROOT, context)
+    venv = tmp_path_factory.mktemp("image") / "venv"
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    for run in builder.runs:
+        script = run.replace(dockerfile.IMAGE_VENV, str(venv))
+        # The image's `python` is the base interpreter, not the test venv's.
+        script = script.replace("python -m venv", f"{base_python} -m venv")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+        env.update({k: v for k, v in builder.env.items()})
+        result = subprocess.run(
+            ["/bin/sh", "-c", script],
+            cwd=context,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        assert result.returncode == 0, f"Dockerfile step `RUN {run}` failed:\n{result.stderr}"
+    workdir = tmp_path_factory.mktemp("workdir")
+    return Image(venv=venv, runtime=runtime, workdir=workdir)
