@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import socket
@@ -227,7 +228,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         elif isinstance(value, list):
             env[f"EASYCLAW_{name.upper()}"] = ",".join(map(str, value))
         elif isinstance(value, dict):
-            env[f"EASYCLAW_{name.upper()}"] = ",".join(f"{k}={v}" for k, v in value.items())
+            env[f"EASYCLAW_{name.upper()}"] = json.dumps(value)
         else:
             env[f"EASYCLAW_{name.upper()}"] = str(value)
     env.update(extra)

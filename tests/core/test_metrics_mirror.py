@@ -302,6 +302,7 @@ def test_dimensions_setting_is_parsed_and_checked() -> None:
     settings = Settings(metrics_dimensions="Cluster=prod-eks, Environment=production")
     assert settings.metrics_dimensions == {"Cluster": "prod-eks", "Environment": "production"}
     assert Settings().metrics_dimensions == {}
+    assert Settings(metrics_dimensions='{"Cluster": "a"}').metrics_dimensions == {"Cluster": "a"}
     with pytest.raises(ValidationError, match="is not Name=Value"):
         Settings(metrics_dimensions="Cluster")
     with pytest.raises(ValidationError, match="at most 30"):

@@ -7,6 +7,7 @@ except ``DATABASE_URL``, which keeps the conventional name.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from decimal import Decimal
@@ -58,9 +59,14 @@ def _split_csv(value: object) -> object:
 
 
 def _parse_dimensions(value: object) -> object:
-    """``Cluster=prod,Environment=production`` as a dict; a malformed pair is an error."""
+    """``Cluster=prod,Environment=production`` (or a JSON object) as a dict.
+
+    A malformed pair is an error that names the variable.
+    """
     if not isinstance(value, str):
         return value
+    if value.strip().startswith("{"):
+        return json.loads(value)  # also accepted: a JSON object
     dimensions: dict[str, str] = {}
     for pair in filter(None, (part.strip() for part in value.split(","))):
         name, sep, dimension_value = pair.partition("=")
