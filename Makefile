@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 CONSTRAINTS := -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema bench clean synth
+.PHONY: help up test lint typecheck unit schema bench bench-compare growth drills clean synth
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) $(CONSTRAINTS) -e '.[local,dev]'
 	@touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) $(CONSTRAINTS) -e '.[local,dev,bench]'
+	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed-run
 
 up: $(VENV)/.installed-run ## run the whole system locally (embedded PostgreSQL, API on :8000, workers)
 	$(BIN)/easyclaw up
@@ -51,6 +55,15 @@ synth: $(VENV)/.installed-dev ## synthesize every CDK stack offline into infra/c
 
 bench: $(VENV)/.installed-dev ## queue benchmark (prints a table, appends to docs/benchmarks.md)
 	$(BIN)/python -m bench.queue
+
+bench-compare: $(VENV)/.installed-bench ## EasyClaw vs PgQueuer, Procrastinate, Celery, baseline (~10 min; writes docs/benchmarks.md and .png)
+	$(BIN)/python -m bench.compare
+
+growth: $(VENV)/.installed-dev ## claim and count-query times with 10k/100k/1M finished jobs (writes docs/benchmarks.md)
+	$(BIN)/python -m bench.growth
+
+drills: $(VENV)/.installed-dev ## long failure drills: SIGKILL, database restart, SIGTERM (issue sizes)
+	$(BIN)/python -m bench.drills
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) .easyclaw .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,7 @@ COMMANDS = [
     "up",
     "api",
     "worker",
+    "operator",
     "migrate",
     "metrics-mirror",
     "submit",

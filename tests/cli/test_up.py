@@ -23,6 +23,7 @@ from easyclaw.cli.local_postgres import LocalPostgres, LocalPostgresError
 from tests.conftest import REPO_ROOT, free_port
 
 GUIDE_JOB: dict[str, Any] = {"type": "ECHO", "payload": {"message": "Hello from EasyClaw!"}}
+GUIDE_CHAT_JOB: dict[str, Any] = {"type": "CHAT", "payload": {"message": "Hello from EasyClaw!"}}
 GUIDE_HEADERS = {"x-user-id": "test-user-id"}
 WORKERS = 2
 STOP_WITHIN_SECONDS = 15.0
@@ -207,6 +208,17 @@ def test_up_runs_the_guide_and_stops_on_sigterm(up: Up) -> None:
         listed = http.get("/jobs", params={"limit": 10})
         assert listed.status_code == 200, listed.text
         assert job_id in [job["id"] for job in listed.json()["jobs"]]
+
+        # The guide's CHAT call runs offline on the echo provider, `make up`'s default.
+        chat = http.post("/jobs", json=GUIDE_CHAT_JOB)
+        assert chat.status_code == 201, chat.text
+        chat_job = http.get(f"/jobs/{chat.json()['jobId']}", params={"wait": 10}).json()
+        assert chat_job["status"] == "COMPLETED", chat_job
+        reply = chat_job["result"]
+        assert reply["message"].endswith("You said: Hello from EasyClaw!")
+        assert "not a language model" in reply["message"]
+        assert reply["model"] == "echo"
+        assert reply["conversationId"] == chat_job["conversationId"] == chat_job["id"]
 
     children = up.children()
     assert all(alive(pid) for pid in children.values()), children

@@ -67,6 +67,13 @@ def cmd_metrics_mirror(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from easyclaw.operator.main import main as operate
+
+    _apply_overrides(operator_namespaces=args.namespaces)
+    return operate(_settings())
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from easyclaw.core.migrations import migrate, schema_sql
 
@@ -171,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = add("worker", cmd_worker, "run a worker process until SIGTERM")
     worker.add_argument(
         "--concurrency", type=int, help="jobs at once (EASYCLAW_WORKER_CONCURRENCY)"
+    )
+
+    operator = add(
+        "operator", cmd_operator, "run the Kubernetes operator for EasyClawJob resources"
+    )
+    operator.add_argument(
+        "--namespaces", help="comma-separated namespaces to watch (EASYCLAW_OPERATOR_NAMESPACES)"
     )
 
     migrate = add("migrate", cmd_migrate, "apply database migrations (safe to run concurrently)")

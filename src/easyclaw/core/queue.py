@@ -179,6 +179,19 @@ async def get_job(conn: AsyncConn, job_id: UUID, *, user_id: str | None) -> Job 
     return Job.from_row(row) if row else None
 
 
+async def find_job_by_idempotency_key(
+    conn: AsyncConn, *, user_id: str, idempotency_key: str
+) -> Job | None:
+    """The job a request with this key created, if any (the operator keys jobs by resource uid)."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(
+        query("get_job_by_idempotency_key"),
+        {"user_id": user_id, "idempotency_key": idempotency_key},
+    )
+    row = await cursor.fetchone()
+    return Job.from_row(row) if row else None
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ListCursor:
     """Where the previous page ended: the (created_at, id) of its last job."""

@@ -156,6 +156,26 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="port of the worker's /healthz and /metrics; 0 disables"
     )
     worker_health_host: str = "0.0.0.0"  # noqa: S104 - probes reach the pod IP
+    worker_pod_deletion_cost: bool = Field(
+        False,
+        description="on Kubernetes, annotate the own pod with the number of held jobs "
+        "(controller.kubernetes.io/pod-deletion-cost) so scale-in removes idle workers first",
+    )
+
+    # --- operator (`easyclaw operator`) -------------------------------------
+    operator_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="namespaces whose EasyClawJobs the operator manages; required to run it",
+    )
+    operator_health_port: int = Field(
+        8080, ge=0, le=65535, description="port of the operator's /healthz; 0 disables"
+    )
+    operator_resync_seconds: float = Field(
+        10.0, gt=0, description="re-read each unfinished job this often even without a NOTIFY"
+    )
+    operator_result_max_bytes: int = Field(
+        4096, ge=64, le=262_144, description="larger results and errors are truncated in status"
+    )
 
     # --- metrics mirror (CloudWatch) ----------------------------------------
     cloudwatch_namespace: str = Field(
@@ -215,7 +235,12 @@ class Settings(BaseSettings):
     @classmethod
     def _split_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("jwt_algorithms", "worker_job_types", "job_type_modules"):
+            for key in (
+                "jwt_algorithms",
+                "worker_job_types",
+                "job_type_modules",
+                "operator_namespaces",
+            ):
                 if key in data:
                     data[key] = _split_csv(data[key])
             if "metrics_dimensions" in data:

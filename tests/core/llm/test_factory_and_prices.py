@@ -7,17 +7,25 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from easyclaw.core.llm import ChatMessage, ProviderError, chat_provider_from_settings
+from easyclaw.core.llm import ChatMessage, ChatProvider, ProviderError, chat_provider_from_settings
 from easyclaw.core.llm.bedrock import BedrockProvider
 from easyclaw.core.llm.echo import EchoProvider
+from easyclaw.core.llm.metrics import MeteredProvider
 from easyclaw.core.llm.openai import OpenAIProvider
 from easyclaw.core.llm.prices import cost_of, price_for
 from easyclaw.core.settings import ModelPrice, Settings
 
 
+def unwrapped(settings: Settings) -> ChatProvider:
+    provider = chat_provider_from_settings(settings)
+    assert isinstance(provider, MeteredProvider)
+    return provider.inner
+
+
 def test_echo_is_the_default_and_says_it_is_not_a_model() -> None:
     provider = chat_provider_from_settings(Settings())
-    assert isinstance(provider, EchoProvider)
+    assert isinstance(provider, MeteredProvider)
+    assert isinstance(provider.inner, EchoProvider)
 
 
 async def test_echo_replies_with_a_labelled_echo_and_no_tokens() -> None:
@@ -30,7 +38,7 @@ async def test_echo_replies_with_a_labelled_echo_and_no_tokens() -> None:
 
 
 def test_openai_and_bedrock_are_configured_from_settings() -> None:
-    openai = chat_provider_from_settings(
+    openai = unwrapped(
         Settings(
             chat_provider="openai",
             chat_model="llama3.1",
@@ -41,9 +49,7 @@ def test_openai_and_bedrock_are_configured_from_settings() -> None:
     assert isinstance(openai, OpenAIProvider)
     assert openai.url == "http://localhost:11434/v1/chat/completions"
     assert openai.model == "llama3.1"
-    bedrock = chat_provider_from_settings(
-        Settings(chat_provider="bedrock", chat_model="amazon.nova-micro-v1:0")
-    )
+    bedrock = unwrapped(Settings(chat_provider="bedrock", chat_model="amazon.nova-micro-v1:0"))
     assert isinstance(bedrock, BedrockProvider)
     assert bedrock.model == "amazon.nova-micro-v1:0"
 

@@ -106,3 +106,14 @@ async def test_an_unreachable_server_is_retryable() -> None:
 
 async def test_the_key_is_not_in_the_providers_repr(server: OpenAICompatibleServer) -> None:
     assert "sk-1" not in repr(provider(server))
+
+
+async def test_a_reply_without_usage_counts_zero_tokens_and_says_so(
+    server: OpenAICompatibleServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"model": "m", "choices": [{"message": {"role": "assistant", "content": "hi"}}]}
+    server.then(Answer(body=body))
+    with caplog.at_level("WARNING", logger="easyclaw.llm"):
+        reply = await provider(server).complete(system="", messages=[ChatMessage("user", "x")])
+    assert (reply.text, reply.tokens_in, reply.tokens_out) == ("hi", 0, 0)
+    assert [r.getMessage() for r in caplog.records] == ["llm.usage_missing"]

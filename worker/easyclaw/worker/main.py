@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
-from easyclaw.core.jsonlog import configure_logging
+from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.process import tune_garbage_collector
 from easyclaw.core.settings import Settings
 from easyclaw.worker.health import HealthServer
+from easyclaw.worker.pod_deletion_cost import KubernetesTarget, NotInCluster, PodDeletionCost
 from easyclaw.worker.runner import Worker
+
+log = EventLogger("easyclaw.worker")
+
+
+def pod_deletion_cost(settings: Settings) -> PodDeletionCost | None:
+    """The deletion-cost updater if enabled and on Kubernetes; a warning otherwise."""
+    if not settings.worker_pod_deletion_cost:
+        return None
+    try:
+        return PodDeletionCost(KubernetesTarget.in_cluster())
+    except NotInCluster as error:
+        log.warning("worker.pod_deletion_cost_disabled", reason=str(error))
+        return None
 
 
 def worker_pool_size(settings: Settings) -> int:
@@ -40,9 +55,18 @@ async def run_worker(settings: Settings, registry: JobTypeRegistry | None = None
             lambda: worker.last_db_contact,
         )
         await health.start()
+    cost = pod_deletion_cost(settings)
+    cost_task = None
+    if cost is not None:
+        cost_task = asyncio.create_task(cost.follow(lambda: worker.busy), name="deletion-cost")
     try:
         await worker.run()
     finally:
+        if cost_task is not None and cost is not None:
+            cost_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cost_task
+            await cost.aclose()
         if health is not None:
             await health.close()
         await pool.close()

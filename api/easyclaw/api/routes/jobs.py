@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Response
 from easyclaw.api.deps import CurrentUser, StateDep
 from easyclaw.api.errors import ApiError
 from easyclaw.api.schemas import ErrorPublic, JobCreate, JobCreated, JobPublic, JobsPublic
-from easyclaw.core import queue
+from easyclaw.core import billing, queue
 from easyclaw.core.db import pooled
 from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
 from easyclaw.core.models import Job, JobStatus
@@ -50,7 +50,7 @@ def parse_job_id(job_id: str) -> UUID:
             "model": JobCreated,
             "description": "An earlier request with this idempotency key created the job",
         },
-        **_errors(400, 409, 413, 422),
+        **_errors(400, 402, 409, 413, 422),
     },
 )
 async def create_job(
@@ -85,6 +85,14 @@ async def create_job(
     settings = state.settings
     async with pooled(state.pool) as conn:
         await state.users.ensure(conn, user_id)
+        if settings.billing_enforce:
+            balance = await billing.balance_of(conn, user_id)
+            if balance is None or balance <= 0:
+                raise ApiError(
+                    402,
+                    "INSUFFICIENT_CREDITS",
+                    f"your credit balance is {balance or 0:f}; add credits to submit jobs",
+                )
         if body.conversation_id is not None and not await queue.conversation_belongs_to_user(
             conn, body.conversation_id, user_id
         ):

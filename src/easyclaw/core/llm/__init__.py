@@ -70,6 +70,12 @@ def chat_provider_from_settings(settings: Settings) -> ChatProvider:
     Raises :class:`ProviderError` naming the variable when the configuration
     cannot work (for example no model id for ``openai`` or ``bedrock``).
     """
+    from easyclaw.core.llm.metrics import MeteredProvider
+
+    return MeteredProvider(_provider(settings), provider=settings.chat_provider.value)
+
+
+def _provider(settings: Settings) -> ChatProvider:
     from easyclaw.core.settings import ChatProviderName
 
     if settings.chat_provider is ChatProviderName.ECHO:

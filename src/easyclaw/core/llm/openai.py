@@ -12,7 +12,10 @@ from typing import Any
 
 import httpx
 
+from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.llm import ChatMessage, ChatReply, ProviderError, ProviderRetryableError
+
+log = EventLogger("easyclaw.llm")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 MAX_ERROR_TEXT = 500
@@ -78,6 +81,9 @@ class OpenAIProvider:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
             usage = data.get("usage") or {}
+            if not usage:
+                # Counted as 0 (and so free): tokens are never guessed from text.
+                log.warning("llm.usage_missing", url=self.url, model=self.model)
             tokens_in = int(usage.get("prompt_tokens") or 0)
             tokens_out = int(usage.get("completion_tokens") or 0)
             model = str(data.get("model") or self.model)

@@ -264,3 +264,60 @@ SELECT
 -- ("EasyClaw" + 1 as a key, next to the migrations' lock). PostgreSQL releases
 -- it when that session ends, so a standby takes over within one interval.
 SELECT pg_try_advisory_lock(4999404026017374584) AS acquired;
+
+-- name: get_user_balance
+SELECT credits_balance FROM users WHERE id = %(user_id)s;
+
+-- name: charge_usage
+-- A job's USAGE transaction and the balance it lowers, together. The unique
+-- index transactions_usage_once_idx makes a second charge of the same job a
+-- no-op (nothing inserted, so the balance is not touched either).
+WITH charged AS (
+    INSERT INTO transactions (user_id, amount, type, description, meta, job_id)
+    VALUES (%(user_id)s, -%(cost)s::numeric, 'USAGE', %(description)s, %(meta)s, %(job_id)s)
+    ON CONFLICT (job_id) WHERE type = 'USAGE' DO NOTHING
+    RETURNING user_id, amount
+)
+UPDATE users
+SET credits_balance = users.credits_balance + charged.amount, updated_at = now()
+FROM charged
+WHERE users.id = charged.user_id
+RETURNING users.credits_balance;
+
+-- name: get_user_conversation
+SELECT id FROM conversations WHERE id = %(id)s AND user_id = %(user_id)s;
+
+-- name: recent_messages
+-- The last `limit` messages of a conversation, oldest first.
+SELECT role, content
+FROM (
+    SELECT role, content, created_at, id
+    FROM messages
+    WHERE conversation_id = %(conversation_id)s
+    ORDER BY created_at DESC, id DESC
+    LIMIT %(limit)s
+) AS recent
+ORDER BY created_at, id;
+
+-- name: create_conversation
+INSERT INTO conversations (id, user_id, title)
+VALUES (%(id)s, %(user_id)s, %(title)s)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: attach_job_to_conversation
+UPDATE jobs SET conversation_id = %(conversation_id)s
+WHERE id = %(job_id)s AND conversation_id IS NULL;
+
+-- name: append_exchange
+-- A user message and the reply to it. The reply is stamped one microsecond
+-- later so that it sorts after the question however fast the insert runs.
+WITH stamp AS (SELECT clock_timestamp() AS at)
+INSERT INTO messages (conversation_id, role, content, tokens_usage, job_id, created_at)
+SELECT %(conversation_id)s, 'user', %(question)s, NULL, %(job_id)s, stamp.at FROM stamp
+UNION ALL
+SELECT %(conversation_id)s, 'assistant', %(reply)s, %(tokens_usage)s, %(job_id)s,
+       stamp.at + interval '1 microsecond'
+FROM stamp;
+
+-- name: touch_conversation
+UPDATE conversations SET updated_at = now() WHERE id = %(id)s;

@@ -1,0 +1,42 @@
+"""Job types of the drills (workers load them with
+EASYCLAW_JOB_TYPE_MODULES=bench.drills.jobtypes)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from easyclaw.core.db import AsyncConn
+from easyclaw.core.jobtypes import JobContext, JobType
+
+EFFECTS_TABLE = """
+CREATE TABLE IF NOT EXISTS drill_effects (
+    job_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    written_at timestamptz NOT NULL DEFAULT now()
+)"""
+"""No unique key on purpose: a second write for the same job would show as a duplicate."""
+
+
+async def run_effect(ctx: JobContext) -> dict[str, Any]:
+    """Sleeps ``seconds``, then writes one ``drill_effects`` row in the completion
+    transaction: the row exists if and only if this attempt's completion was accepted."""
+    await asyncio.sleep(float(ctx.payload.get("seconds", 0)))
+    job_id, attempt, worker_id = ctx.job.id, ctx.job.attempt, ctx.worker_id
+
+    async def write(conn: AsyncConn) -> None:
+        await conn.execute(
+            "INSERT INTO drill_effects (job_id, attempt, worker_id) VALUES (%s, %s, %s)",
+            (job_id, attempt, worker_id),
+        )
+
+    ctx.on_completion(write)
+    return {"attempt": attempt}
+
+
+DRILL_EFFECT = JobType(
+    name="DRILL_EFFECT",
+    handler=run_effect,
+    description="sleeps payload.seconds, then writes a drill_effects row on completion",
+)

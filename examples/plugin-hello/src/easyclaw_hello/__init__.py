@@ -1,0 +1,1 @@
+"""Example EasyClaw plug-in: the HELLO job type (see ``jobs.py``)."""

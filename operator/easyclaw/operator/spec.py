@@ -1,0 +1,91 @@
+"""What a valid EasyClawJob spec is, and the job it asks for.
+
+The CRD's OpenAPI schema already rejects most malformed specs at admission,
+but it cannot know which job types are installed or what their payloads look
+like, and an API server without schema validation (or an older CRD) may let
+anything through. So the operator validates the whole spec again, against
+the same job-type registry the API uses, before anything is enqueued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from easyclaw.core.jobtypes import InvalidPayloadError, JobTypeRegistry, UnknownJobTypeError
+
+
+class InvalidSpecError(ValueError):
+    """The spec cannot become a job; the message is shown in status.error and an Event."""
+
+
+class EasyClawJobSpec(BaseModel):
+    """``spec`` of an EasyClawJob, as the CRD documents it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(min_length=1, max_length=64)
+    payload: dict[str, Any]
+    user_id: str = Field(alias="userId", pattern=r"^[\w.@:|+-]{1,200}$")
+    conversation_id: UUID | None = Field(None, alias="conversationId")
+    priority: int = Field(0, ge=-1000, le=1000)
+    max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=100)
+    ttl_seconds_after_finished: int | None = Field(None, alias="ttlSecondsAfterFinished", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobRequest:
+    """A validated spec: everything needed to enqueue the job."""
+
+    type: str
+    payload: dict[str, Any]
+    user_id: str
+    conversation_id: UUID | None
+    priority: int
+    max_attempts: int | None
+    """None: the job type's default, else the setting's."""
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"])
+        problems.append(f"spec.{location}: {problem['msg']}" if location else problem["msg"])
+    return "; ".join(problems)
+
+
+def parse_spec(spec: Mapping[str, Any], registry: JobTypeRegistry) -> JobRequest:
+    """The job this spec asks for, or InvalidSpecError saying, readably, what is wrong."""
+    if "payload" in spec and not isinstance(spec["payload"], dict):
+        raise InvalidSpecError(
+            f"spec.payload must be an object, not {type(spec['payload']).__name__}"
+        )
+    try:
+        parsed = EasyClawJobSpec.model_validate(dict(spec))
+    except ValidationError as error:
+        raise InvalidSpecError(f"invalid spec: {_describe(error)}") from None
+    try:
+        job_type = registry.get(parsed.type)
+        payload = job_type.validate_payload(parsed.payload)
+    except (UnknownJobTypeError, InvalidPayloadError) as error:
+        raise InvalidSpecError(str(error)) from None
+    return JobRequest(
+        type=job_type.name,
+        payload=payload,
+        user_id=parsed.user_id,
+        conversation_id=parsed.conversation_id,
+        priority=parsed.priority,
+        max_attempts=parsed.max_attempts or job_type.max_attempts,
+    )
+
+
+def ttl_seconds(spec: Mapping[str, Any]) -> int | None:
+    """``ttlSecondsAfterFinished`` when it is a usable number (also for invalid specs)."""
+    value = spec.get("ttlSecondsAfterFinished")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None

@@ -1,0 +1,137 @@
+"""Workers mark their own pod cheap to delete when idle, dear when busy.
+
+Against kmock's Kubernetes API emulator (a real HTTP server speaking the
+Kubernetes API): a running worker's pod annotation follows its held jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from easyclaw.core.db import AsyncPool
+from easyclaw.core.models import JobStatus
+from easyclaw.core.settings import Settings
+from easyclaw.worker.main import pod_deletion_cost
+from easyclaw.worker.pod_deletion_cost import (
+    ANNOTATION,
+    KubernetesTarget,
+    NotInCluster,
+    PodDeletionCost,
+)
+from tests.conftest import wait_for
+from tests.worker.helpers import enqueue, running_worker, wait_status
+
+NAMESPACE = "easyclaw"
+POD = "ec-easyclaw-worker-7d9f-abcde"
+
+
+@pytest.fixture
+def pod(kmock: Any) -> Any:
+    kmock.objects["v1/pods", NAMESPACE, POD] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": POD, "namespace": NAMESPACE, "labels": {"app": "worker"}},
+    }
+    return kmock
+
+
+def annotation(kmock: Any) -> str | None:
+    metadata = kmock.objects["v1/pods", NAMESPACE, POD]["metadata"]
+    value: str | None = metadata.get("annotations", {}).get(ANNOTATION)
+    return value
+
+
+def patches(kmock: Any) -> list[Any]:
+    return [r for r in kmock if str(r.method.value).upper() == "PATCH"]
+
+
+async def test_annotation_follows_held_jobs(
+    pod: Any, settings: Settings, pool: AsyncPool, conn: psycopg.AsyncConnection[Any]
+) -> None:
+    cost = PodDeletionCost(
+        KubernetesTarget(api_url=str(pod.url), namespace=NAMESPACE, pod_name=POD)
+    )
+    async with running_worker(settings, pool) as worker:
+        follower = asyncio.create_task(cost.follow(lambda: worker.busy, interval=0.02))
+        try:
+            await wait_for(lambda: annotation(pod) == "0", timeout=5)
+            jobs = [await enqueue(conn, "SLEEP", {"seconds": 1.0}) for _ in range(3)]
+            await wait_for(lambda: annotation(pod) == "3", timeout=5)
+            for job in jobs:
+                await wait_status(conn, job.id, JobStatus.COMPLETED)
+            await wait_for(lambda: annotation(pod) == "0", timeout=5)
+        finally:
+            follower.cancel()
+            await cost.aclose()
+    # Only changes are sent: idle 0, busy 3 (perhaps via 1 and 2), idle 0 again.
+    assert 3 <= len(patches(pod)) <= 5
+    assert pod.objects["v1/pods", NAMESPACE, POD]["metadata"]["labels"] == {"app": "worker"}
+
+
+async def test_patch_is_a_merge_patch_of_the_annotation_only(pod: Any, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("token-1\n")
+    target = KubernetesTarget(
+        api_url=str(pod.url), namespace=NAMESPACE, pod_name=POD, token_path=token
+    )
+    cost = PodDeletionCost(target)
+    try:
+        assert await cost.set(5)
+        token.write_text("token-2\n")  # projected tokens rotate
+        assert await cost.set(5)  # unchanged: nothing sent
+        assert await cost.set(0)
+    finally:
+        await cost.aclose()
+    sent = patches(pod)
+    assert len(sent) == 2
+    assert sent[0].headers["Content-Type"] == "application/merge-patch+json"
+    assert sent[0].data == {"metadata": {"annotations": {ANNOTATION: "5"}}}
+    assert [r.headers["Authorization"] for r in sent] == ["Bearer token-1", "Bearer token-2"]
+    assert annotation(pod) == "0"
+
+
+async def test_failures_are_logged_not_fatal(kmock: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="easyclaw")
+    missing = KubernetesTarget(api_url=str(kmock.url), namespace=NAMESPACE, pod_name="gone")
+    cost = PodDeletionCost(missing)
+    try:
+        assert await cost.set(2) is False
+        assert cost.last_sent is None  # retried at the next change check
+    finally:
+        await cost.aclose()
+    assert any(r.getMessage() == "worker.pod_deletion_cost_failed" for r in caplog.records)
+
+
+def test_in_cluster_target_from_the_service_account_mount(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text("t")
+    (tmp_path / "namespace").write_text("from-file\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setenv("POD_NAME", "worker-abc")
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    target = KubernetesTarget.in_cluster(tmp_path)
+    assert target.api_url == "https://10.96.0.1:443"
+    assert (target.namespace, target.pod_name) == ("from-file", "worker-abc")
+    monkeypatch.setenv("POD_NAMESPACE", "from-env")
+    assert KubernetesTarget.in_cluster(tmp_path).namespace == "from-env"
+
+
+def test_outside_a_cluster_the_worker_runs_without_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    caplog.set_level(logging.WARNING, logger="easyclaw")
+    with pytest.raises(NotInCluster):
+        KubernetesTarget.in_cluster()
+    enabled = settings.model_copy(update={"worker_pod_deletion_cost": True})
+    assert pod_deletion_cost(enabled) is None
+    assert any(r.getMessage() == "worker.pod_deletion_cost_disabled" for r in caplog.records)
+    assert pod_deletion_cost(settings) is None  # off by default

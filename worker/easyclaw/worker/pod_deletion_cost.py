@@ -1,0 +1,128 @@
+"""Tell Kubernetes which worker pods are cheap to remove on scale-in.
+
+When KEDA lowers the replica count, the ReplicaSet deletes the pods with the
+lowest ``controller.kubernetes.io/pod-deletion-cost`` first. A worker keeps
+that annotation on its own pod equal to the number of jobs it holds: idle
+workers (cost 0) go first, busy ones stay and finish their work.
+
+The pod patches itself through the Kubernetes API with its service-account
+token (RBAC: get/patch pods in its own namespace). Only changes are sent, and
+a failed patch is logged, never fatal: the cost is a hint to the scheduler,
+not part of running jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from easyclaw.core.jsonlog import EventLogger
+
+ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+CHECK_INTERVAL_SECONDS = 0.5
+
+log = EventLogger("easyclaw.worker.pod_deletion_cost")
+
+
+class NotInCluster(RuntimeError):
+    """No Kubernetes API to talk to (no service host or no service-account token)."""
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    """Where this pod is and how to reach the API server."""
+
+    api_url: str
+    namespace: str
+    pod_name: str
+    token_path: Path | None = None
+    ca_path: Path | None = None
+
+    @classmethod
+    def in_cluster(cls, service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubernetesTarget:
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        token = service_account_dir / "token"
+        if not host or not token.exists():
+            raise NotInCluster(
+                "EASYCLAW_WORKER_POD_DELETION_COST needs the Kubernetes API: "
+                "KUBERNETES_SERVICE_HOST and a mounted service-account token"
+            )
+        namespace_file = service_account_dir / "namespace"
+        namespace = os.environ.get("POD_NAMESPACE") or (
+            namespace_file.read_text().strip() if namespace_file.exists() else ""
+        )
+        if not namespace:
+            raise NotInCluster("POD_NAMESPACE is unset and no service-account namespace file")
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        return cls(
+            api_url=f"https://{host}:{port}",
+            namespace=namespace,
+            pod_name=os.environ.get("POD_NAME") or socket.gethostname(),
+            token_path=token,
+            ca_path=service_account_dir / "ca.crt",
+        )
+
+
+class PodDeletionCost:
+    """Keeps this pod's deletion cost equal to the number of jobs its worker holds."""
+
+    def __init__(self, target: KubernetesTarget, *, timeout: float = 5.0) -> None:
+        self.target = target
+        self.last_sent: int | None = None
+        verify: ssl.SSLContext | bool = True
+        if target.ca_path is not None and target.ca_path.exists():
+            verify = ssl.create_default_context(cafile=str(target.ca_path))
+        self._client = httpx.AsyncClient(base_url=target.api_url, verify=verify, timeout=timeout)
+
+    @property
+    def pod_path(self) -> str:
+        return f"/api/v1/namespaces/{self.target.namespace}/pods/{self.target.pod_name}"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        if self.target.token_path is not None:
+            # Projected tokens rotate: read it for every call.
+            token = self.target.token_path.read_text().strip()
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def set(self, cost: int) -> bool:
+        """Patch the annotation unless it already has this value; False if the patch failed."""
+        if cost == self.last_sent:
+            return True
+        body = {"metadata": {"annotations": {ANNOTATION: str(cost)}}}
+        try:
+            response = await self._client.patch(self.pod_path, json=body, headers=self._headers())
+            response.raise_for_status()
+        except (httpx.HTTPError, OSError) as error:
+            log.warning(
+                "worker.pod_deletion_cost_failed",
+                pod=self.target.pod_name,
+                cost=cost,
+                error=str(error),
+            )
+            return False
+        self.last_sent = cost
+        log.debug("worker.pod_deletion_cost_set", pod=self.target.pod_name, cost=cost)
+        return True
+
+    async def follow(
+        self, held_jobs: Callable[[], int], interval: float = CHECK_INTERVAL_SECONDS
+    ) -> None:
+        """Until cancelled: send the cost whenever the number of held jobs changes."""
+        while True:
+            await self.set(held_jobs())
+            await asyncio.sleep(interval)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
