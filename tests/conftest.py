@@ -34,6 +34,7 @@ from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.migrations import migrate
 from easyclaw.core.settings import Settings
+from tests.support.web_pages import WebServer, web_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_JOB_TYPES = "tests.support.jobtypes"
@@ -145,6 +146,43 @@ async def pool(settings: Settings) -> AsyncIterator[AsyncPool]:
 async def conn(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as connection:
         yield connection
+
+
+# ---------------------------------------------------------------- S3 and the web
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real moto S3 server on a free localhost port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty bucket of this test's own; dummy credentials in the environment."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = f"easyclaw-test-{os.getpid()}-{next(_database_numbers)}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def web() -> Iterator[WebServer]:
+    """A local web server with real pages (RESEARCH tests)."""
+    with web_server() as server:
+        yield server
 
 
 # ---------------------------------------------------------------- API server

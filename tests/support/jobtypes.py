@@ -63,6 +63,21 @@ async def run_bad_effect(ctx: JobContext) -> dict[str, Any]:
     return {"attempt": ctx.job.attempt}
 
 
+async def run_counter(ctx: JobContext) -> dict[str, Any]:
+    """Adds one to ``counter.txt`` in the user's state (after ``seconds``); ``fail`` fails."""
+    assert ctx.workspace is not None
+    counter = ctx.workspace / "counter.txt"
+    count = int(counter.read_text()) if counter.exists() else 0
+    await asyncio.sleep(float(ctx.payload.get("seconds", 0)))
+    counter.write_text(str(count + 1))
+    jobs = ctx.workspace / "jobs"
+    jobs.mkdir(exist_ok=True)
+    (jobs / f"{ctx.job.id}.txt").write_text(f"attempt {ctx.job.attempt} saw {count}")
+    if ctx.payload.get("fail"):
+        raise PermanentJobError("failed after changing the workspace")
+    return {"count": count + 1, "workspace": str(ctx.workspace)}
+
+
 SLEEP = JobType(name="SLEEP", handler=run_sleep, description="sleeps payload.seconds")
 FAIL = JobType(name="FAIL", handler=run_fail, description="fails permanently")
 FLAKY = JobType(name="FLAKY", handler=run_flaky, description="fails until attempt succeed_on")
@@ -70,6 +85,10 @@ CRASH = JobType(name="CRASH", handler=run_crash, description="raises an unexpect
 EFFECT = JobType(name="EFFECT", handler=run_effect, description="writes a row on completion")
 BAD_EFFECT = JobType(
     name="BAD_EFFECT", handler=run_bad_effect, description="its completion write fails"
+)
+
+COUNTER = JobType(
+    name="COUNTER", handler=run_counter, description="counts in the user's state", uses_state=True
 )
 
 JOB_EFFECTS_TABLE = """

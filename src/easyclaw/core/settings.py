@@ -8,6 +8,7 @@ except ``DATABASE_URL``, which keeps the conventional name.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from decimal import Decimal
 from enum import StrEnum
@@ -22,6 +23,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class StateBackend(StrEnum):
+    LOCAL = "local"
+    """Snapshots are files under ``EASYCLAW_STATE_LOCAL_DIR`` (``make up``)."""
+    S3 = "s3"
+    """Snapshots are objects in ``EASYCLAW_STATE_S3_BUCKET`` (encrypted at rest)."""
 
 
 class ChatProviderName(StrEnum):
@@ -138,6 +146,40 @@ class Settings(BaseSettings):
         "(controller.kubernetes.io/pod-deletion-cost) so scale-in removes idle workers first",
     )
 
+    # --- per-user state (workspaces and snapshots) ---------------------------
+    state_backend: StateBackend = Field(
+        StateBackend.LOCAL, description="where state snapshots are kept: local or s3"
+    )
+    state_local_dir: Path = Field(
+        Path(".easyclaw/state"), description="snapshot files of the local backend"
+    )
+    state_s3_bucket: str | None = Field(None, description="bucket of the s3 backend")
+    state_s3_prefix: str = Field("state/", description="key prefix of every snapshot object")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint override (moto, MinIO); unset means AWS"
+    )
+    workspace_dir: Path | None = Field(
+        None, description="parent of the per-job workspaces; unset means the system temp dir"
+    )
+
+    # --- RESEARCH --------------------------------------------------------------
+    research_allow_private_addresses: bool = Field(
+        False,
+        description="let RESEARCH fetch private, loopback and link-local addresses "
+        "(off: a guard against server-side request forgery)",
+    )
+    research_max_bytes: int = Field(2_000_000, ge=1, description="largest page RESEARCH reads")
+    research_timeout_seconds: float = Field(
+        15.0, gt=0, description="connect and read timeout of each RESEARCH request"
+    )
+    research_search_provider: str | None = Field(
+        None,
+        description="`module:function` answering RESEARCH queries; unset refuses query jobs",
+    )
+    research_summarise: bool = Field(
+        False, description="summarise fetched pages through the CHAT provider"
+    )
+
     # --- operator (`easyclaw operator`) -------------------------------------
     operator_namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -216,6 +258,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EASYCLAW_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
                 "EASYCLAW_WORKER_LEASE_SECONDS, or every running job would lose its lease"
+            )
+        if self.state_backend is StateBackend.S3 and not self.state_s3_bucket:
+            raise ValueError("EASYCLAW_STATE_BACKEND=s3 needs EASYCLAW_STATE_S3_BUCKET")
+        if self.research_search_provider is not None and not re.fullmatch(
+            r"[\w.]+:\w+", self.research_search_provider
+        ):
+            raise ValueError(
+                "EASYCLAW_RESEARCH_SEARCH_PROVIDER must look like package.module:function"
             )
         if "none" in {alg.lower() for alg in self.jwt_algorithms}:
             raise ValueError("EASYCLAW_JWT_ALGORITHMS must not contain 'none'")

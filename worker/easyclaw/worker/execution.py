@@ -13,6 +13,8 @@ from easyclaw.core.jobtypes import InvalidPayloadError, JobContext, JobType
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.queue import retry_delay
 from easyclaw.core.settings import Settings
+from easyclaw.core.state import StateStore
+from easyclaw.core.state.workspace import job_workspace
 
 MAX_ERROR_LENGTH = 2000
 
@@ -67,8 +69,25 @@ def failure_outcome(
     return Outcome(job_id=job.id, attempt=job.attempt, status=JobStatus.FAILED, error=message)
 
 
-async def run_attempt(job_type: JobType, ctx: JobContext) -> Outcome:
+async def run_handler(job_type: JobType, ctx: JobContext, state_store: StateStore | None) -> Any:
+    """The handler's result; for ``uses_state`` types inside the user's workspace."""
+    if not job_type.uses_state:
+        return await job_type.handler(ctx)
+    if state_store is None:
+        raise PermanentJobError(f"{job_type.name} needs per-user state, but no store is set up")
+    async with job_workspace(ctx, state_store):
+        result = await job_type.handler(ctx)
+        orjson.dumps(result)  # before storing state for a result that cannot be stored
+    return result
+
+
+async def run_attempt(
+    job_type: JobType, ctx: JobContext, state_store: StateStore | None = None
+) -> Outcome:
     """Call the handler under the job's timeout and turn what happened into an Outcome.
+
+    Everything of a stateful attempt (download, handler, upload) counts
+    against its timeout.
 
     Cancellation (user cancel, lost lease, shutdown) propagates to the caller,
     which knows why it cancelled.
@@ -80,7 +99,7 @@ async def run_attempt(job_type: JobType, ctx: JobContext) -> Outcome:
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                result: Any = await job_type.handler(ctx)
+                result: Any = await run_handler(job_type, ctx, state_store)
         except TimeoutError as error:
             if deadline.expired():
                 raise JobTimeoutError(f"attempt timed out after {timeout:g} s") from error

@@ -33,6 +33,7 @@ from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.notifications import CANCEL, JOBS_READY, Listener
 from easyclaw.core.settings import Settings
+from easyclaw.core.state import state_store_from_settings
 from easyclaw.worker import metrics
 from easyclaw.worker.completions import CompletionRecorder, FinishedAttempt, Recorded
 from easyclaw.worker.execution import run_attempt
@@ -91,6 +92,7 @@ class Worker:
             on_connected=self._wakeup.set,
         )
         self.last_db_contact = time.monotonic()
+        self.state_store = state_store_from_settings(settings)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -251,7 +253,7 @@ class Worker:
             job=job, settings=self.settings, pool=self.pool, log=log, worker_id=self.worker_id
         )
         try:
-            outcome = await run_attempt(job_type, ctx)
+            outcome = await run_attempt(job_type, ctx, self.state_store)
         except asyncio.CancelledError:
             attempt = self._take_attempt(job)
             if attempt is None:

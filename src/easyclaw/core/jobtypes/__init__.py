@@ -19,6 +19,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -61,6 +62,9 @@ class JobType:
     """Default attempts for jobs of this type; the setting otherwise."""
     retry_on: tuple[type[BaseException], ...] = ()
     """Exception types (besides RetryableJobError) that mean "try again later"."""
+    uses_state: bool = False
+    """Run in a workspace holding the user's latest state snapshot (``ctx.workspace``);
+    on success the workspace is stored as the next version."""
 
     def __post_init__(self) -> None:
         if not TYPE_NAME.match(self.name):
@@ -98,6 +102,8 @@ class JobContext:
     log: EventLogger
     worker_id: str
     completion_effects: list[Effect] = field(default_factory=list)
+    workspace: Path | None = None
+    """The job's workspace directory while a ``uses_state`` job type runs, else None."""
 
     @property
     def payload(self) -> dict[str, Any]:

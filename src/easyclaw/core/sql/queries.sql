@@ -315,3 +315,20 @@ FROM stamp;
 
 -- name: touch_conversation
 UPDATE conversations SET updated_at = now() WHERE id = %(id)s;
+
+-- name: latest_state_snapshot
+-- The newest snapshot of a user's state (served by UNIQUE (user_id, version)).
+SELECT version, s3_key, size_bytes, sha256
+FROM state_snapshots
+WHERE user_id = %(user_id)s
+ORDER BY version DESC
+LIMIT 1;
+
+-- name: insert_state_snapshot
+-- Runs in the job's completion transaction. No row back means another job of
+-- the same user already committed this version: the caller raises a conflict.
+INSERT INTO state_snapshots (user_id, job_id, s3_key, version, base_version, size_bytes, sha256)
+VALUES (%(user_id)s, %(job_id)s, %(key)s, %(base_version)s + 1, %(base_version)s,
+        %(size_bytes)s, %(sha256)s)
+ON CONFLICT DO NOTHING
+RETURNING version;

@@ -172,4 +172,21 @@ $$;
 
 CREATE INDEX IF NOT EXISTS state_snapshots_job_idx ON state_snapshots (job_id) WHERE job_id IS NOT NULL;
 INSERT INTO schema_migrations (version, name, checksum) VALUES (1, 'initial', '0e4bad7e71b2fed420e7d7da19b8a59f5fd322f732865fd69fbcbf180ddca78b') ON CONFLICT (version) DO NOTHING;
+
+-- 0002_state_snapshot_per_job.sql
+-- Per-user state snapshots: optimistic concurrency between jobs of one user.
+-- A job records the version it started from (base_version); its snapshot is
+-- version = base_version + 1, and the existing UNIQUE (user_id, version)
+-- makes a second job that started from the same base conflict instead of
+-- silently replacing the first one's write. One snapshot per job at most.
+
+ALTER TABLE state_snapshots
+    ADD COLUMN IF NOT EXISTS base_version integer
+        CHECK (base_version IS NULL OR base_version = version - 1);
+
+-- Replaces 0001's plain index on job_id.
+CREATE UNIQUE INDEX IF NOT EXISTS state_snapshots_job_key
+    ON state_snapshots (job_id) WHERE job_id IS NOT NULL;
+DROP INDEX IF EXISTS state_snapshots_job_idx;
+INSERT INTO schema_migrations (version, name, checksum) VALUES (2, 'state_snapshot_per_job', '7d7be1951768053c7601e6a9fd3198d5d492f3ba6e6adf9c17a3f9bba78b3c98') ON CONFLICT (version) DO NOTHING;
 COMMIT;
