@@ -111,7 +111,8 @@ def test_development_database_is_a_single_official_postgres() -> None:
     (secret,) = rendered.of_kind("Secret")
     url = secret["stringData"]["DATABASE_URL"]
     assert url.startswith(f"postgresql://easyclaw:{secret['stringData']['POSTGRES_PASSWORD']}@")
-    assert f"@{RELEASE}-easyclaw-postgresql:5432/easyclaw" in url
+    # Fully qualified, since KEDA's operator connects from its own namespace.
+    assert f"@{RELEASE}-easyclaw-postgresql.{NAMESPACE}.svc:5432/easyclaw" in url
 
 
 def test_operator_runs_alone_with_namespaced_least_privilege() -> None:
@@ -310,3 +311,16 @@ def test_notes_tell_how_to_submit_a_first_job() -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert "POST $EASYCLAW_API_URL/jobs" in notes
     assert "helm test" in notes
+
+
+def test_no_service_links_leak_into_the_settings_prefix() -> None:
+    """Release "easyclaw" has a Service easyclaw-api: its links would set EASYCLAW_API_PORT."""
+    from tests.charts.rendering import CHART, run_helm
+
+    result = run_helm(
+        "template", "easyclaw", str(CHART), "--values", str(CHART / "ci" / "kind-values.yaml")
+    )
+    assert result.returncode == 0, result.stderr
+    assert "name: easyclaw-api\n" in result.stdout
+    for _, spec in render("kind").pod_specs():
+        assert spec["enableServiceLinks"] is False
