@@ -113,9 +113,9 @@ async def follow_job(
     deleted (kopf cancels it then) or, without a TTL, until the job finished.
     """
     written: dict[str, Any] | None = dict(status)
-    job_id = status.get("jobId")
-    if isinstance(job_id, str):
-        written = await _mirror_job(runtime, UUID(job_id), dict(status), uid, name, namespace)
+    job_id = _job_id(status)
+    if job_id is not None:
+        written = await _mirror_job(runtime, job_id, dict(status), uid, name, namespace)
     if written is None:
         return  # the resource is gone or was replaced
     ttl = ttl_seconds(spec)
@@ -180,6 +180,15 @@ async def _mirror_job(
             await changes.wait_at_most(settings.operator_resync_seconds)
 
 
+def _job_id(status: Mapping[str, Any]) -> UUID | None:
+    """``status.jobId`` as written by ``create_job``; None if absent or not ours."""
+    value = status.get("jobId")
+    try:
+        return UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _log_status(job: Job, namespace: str, name: str) -> None:
     log.info(
         "operator.status_updated",
@@ -216,11 +225,11 @@ async def cancel_job_on_delete(
     user_id = spec.get("userId")
     if not isinstance(user_id, str):
         return  # the spec never made a job
-    job_id = status.get("jobId")
+    job_id = _job_id(status)
     try:
         job = await jobs.find_job(
             runtime.pool,
-            job_id=job_id if isinstance(job_id, str) else None,
+            job_id=job_id,
             user_id=user_id,
             uid=uid,
         )

@@ -95,11 +95,12 @@ WHERE status = 'PENDING' AND type = ANY(%(types)s::text[]);
 -- Record the outcome of a batch of attempts, fenced by lease. A requested retry
 -- (status PENDING) of a job whose cancel was requested ends it CANCELLED instead.
 -- Rows whose lease this worker no longer holds are left alone and not returned.
+-- The outcomes arrive as one JSON array: the client encodes it in one fast call,
+-- where six typed arrays cost the worker a sixth of a no-op drain to build.
 WITH outcome AS (
     SELECT *
-    FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[], %(statuses)s::text[],
-                %(results)s::jsonb[], %(errors)s::text[], %(retry_delays)s::float8[])
-         AS o(id, attempt, status, result, error, retry_delay)
+    FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+         AS o(id uuid, attempt integer, status text, result jsonb, error text, retry_delay float8)
 ), finished AS (
     UPDATE jobs AS j
     SET status = CASE WHEN o.status = 'PENDING' AND j.cancel_requested_at IS NOT NULL
