@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -178,6 +178,29 @@ async def _mirror_job(
                     "operator.db_unavailable", namespace=namespace, name=name, error=str(error)
                 )
             await changes.wait_at_most(settings.operator_resync_seconds)
+
+
+async def run_until_stopped(work: Coroutine[Any, Any, None], stopped: kopf.DaemonStopped) -> None:
+    """Run a daemon's work until it ends or kopf asks the daemon to stop.
+
+    Returning when asked, rather than being cancelled, keeps kopf from logging
+    (and posting as a Warning event) "Daemon ... is cancelled" for every
+    deleted resource and at every operator restart.
+    """
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(_stop_requested(stopped))
+    try:
+        await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (working, stopping):
+            task.cancel()
+        await asyncio.gather(working, stopping, return_exceptions=True)
+    if not working.cancelled():
+        working.result()  # the work's own error, for kopf to retry the daemon
+
+
+async def _stop_requested(stopped: kopf.DaemonStopped) -> None:
+    await stopped.wait()
 
 
 def _job_id(status: Mapping[str, Any]) -> UUID | None:
