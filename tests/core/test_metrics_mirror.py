@@ -518,3 +518,18 @@ def test_log_lines_are_json_with_stable_names(caplog: pytest.LogCaptureFixture) 
     finally:
         logging.getLogger().handlers.clear()
     assert orjson.loads(stream.getvalue().splitlines()[0])["event"] == "metrics_mirror.disabled"
+
+
+async def test_an_unreachable_database_is_logged_and_retried_without_crashing(
+    moto_url: str, aws_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="easyclaw.metrics_mirror")
+    settings, _ = mirror_settings(
+        f"postgresql://easyclaw@127.0.0.1:{free_port()}/easyclaw", moto_url
+    )
+    mirror = MetricsMirror(settings, cloudwatch_client(settings), reconnect_delay_seconds=0.1)
+    async with running(mirror) as task:
+        await wait_for(lambda: len(events(caplog, "metrics_mirror.db_unavailable")) >= 2)
+        assert not task.done()
+        assert mirror.role == "standby"
+    assert mirror.publications == 0
