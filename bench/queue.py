@@ -284,7 +284,7 @@ def main() -> None:
             f"Python {python_version()}, client and server on the same machine.\n"
             f"Workers: EASYCLAW_WORKER_CONCURRENCY={args.concurrency}, "
             f"EASYCLAW_WORKER_CLAIM_BATCH_SIZE={args.batch}, EASYCLAW_LOG_LEVEL={args.log_level} "
-            "(a JSON line per finished job at INFO); other settings default."
+            "(per-job lines are DEBUG); other settings default."
         )
         print(setup + "\n\n" + table)
         if not args.no_report:

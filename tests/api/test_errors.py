@@ -296,3 +296,17 @@ async def test_a_job_may_only_continue_a_conversation_of_its_user(
     mine = await new_conversation(conn, "test-user-id")
     job_id = await submit(client, {**GUIDE_JOB, "conversationId": str(mine)})
     assert (await read(client, job_id))["conversationId"] == str(mine)
+
+
+async def test_a_query_parameter_given_twice_is_a_422_not_the_last_value(
+    client: httpx.AsyncClient,
+) -> None:
+    # Found by tests/api/test_fuzz.py: the framework silently kept the last value.
+    error = assert_error(
+        await client.get("/jobs", params=[("type", "ECHO"), ("type", "CHAT")]),
+        422,
+        "VALIDATION_ERROR",
+    )
+    assert "'type'" in error["message"]
+    assert error["details"] == [{"loc": ["query", "type"], "msg": "given more than once"}]
+    assert (await client.get("/jobs", params={"type": "ECHO", "limit": 5})).status_code == 200

@@ -50,7 +50,10 @@ class Cluster:
     def scale_to(self, count: int) -> None:
         while self.replicas < count:
             name = f"test-worker-{len(self.workers.processes)}"
-            (process,) = self.workers.start(1, EASYCLAW_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY))
+            # DEBUG: the per-job job.completed lines the test counts below.
+            (process,) = self.workers.start(
+                1, EASYCLAW_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY), EASYCLAW_LOG_LEVEL="DEBUG"
+            )
             self.running.append((name, process))
             self.started += 1
         while self.replicas > count:

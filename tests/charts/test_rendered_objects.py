@@ -111,7 +111,8 @@ def test_development_database_is_a_single_official_postgres() -> None:
     (secret,) = rendered.of_kind("Secret")
     url = secret["stringData"]["DATABASE_URL"]
     assert url.startswith(f"postgresql://easyclaw:{secret['stringData']['POSTGRES_PASSWORD']}@")
-    assert f"@{RELEASE}-easyclaw-postgresql:5432/easyclaw" in url
+    # Fully qualified, since KEDA's operator connects from its own namespace.
+    assert f"@{RELEASE}-easyclaw-postgresql.{NAMESPACE}.svc:5432/easyclaw" in url
 
 
 def test_operator_runs_alone_with_namespaced_least_privilege() -> None:
@@ -304,9 +305,38 @@ def test_network_policies_when_enabled() -> None:
     assert render("kind").of_kind("NetworkPolicy") == []
 
 
-def test_notes_tell_how_to_submit_a_first_job() -> None:
-    from tests.charts.rendering import CHART
+def test_notes_tell_how_to_submit_a_first_job(tmp_path: Any) -> None:
+    """NOTES.txt as `helm install` prints it (Helm 4's client-side dry run needs no cluster)."""
+    from tests.charts.rendering import CHART, run_helm, values_file
 
-    notes = (CHART / "templates" / "NOTES.txt").read_text()
-    assert "POST $EASYCLAW_API_URL/jobs" in notes
-    assert "helm test" in notes
+    def notes(value_set: str) -> str:
+        result = run_helm(
+            "install", "easyclaw", str(CHART), "--namespace", "easyclaw", "--dry-run=client",
+            "--values", str(values_file(value_set)), "--kubeconfig", str(tmp_path / "none"),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout[result.stdout.index("NOTES:") :]
+
+    kind = notes("kind")
+    assert "kubectl -n easyclaw port-forward svc/easyclaw-api 8000:80" in kind
+    assert "-H 'x-user-id: test-user-id'" in kind
+    assert "POST $EASYCLAW_API_URL/jobs" in kind
+    assert "helm test easyclaw -n easyclaw" in kind
+    assert "kubectl -n easyclaw apply -f examples/easyclawjob.yaml" in kind
+    eks = notes("eks-fargate")
+    assert "get ingress easyclaw-api" in eks
+    assert "Authorization: Bearer $TOKEN" in eks
+    assert "x-user-id" not in eks
+
+
+def test_no_service_links_leak_into_the_settings_prefix() -> None:
+    """Release "easyclaw" has a Service easyclaw-api: its links would set EASYCLAW_API_PORT."""
+    from tests.charts.rendering import CHART, run_helm
+
+    result = run_helm(
+        "template", "easyclaw", str(CHART), "--values", str(CHART / "ci" / "kind-values.yaml")
+    )
+    assert result.returncode == 0, result.stderr
+    assert "name: easyclaw-api\n" in result.stdout
+    for _, spec in render("kind").pod_specs():
+        assert spec["enableServiceLinks"] is False

@@ -126,6 +126,8 @@ def test_keda_objects_parse_as_keda_models() -> None:
 def test_default_values_refuse_to_render_without_a_database() -> None:
     result = run_helm("template", "ec", str(CHART))
     assert result.returncode != 0
+    result = run_helm("template", "ec", str(CHART), "--set", "config.jwtJwksUrl=https://x/jwks")
+    assert result.returncode != 0
     assert "set database.existingSecret" in result.stderr
 
 
@@ -142,6 +144,24 @@ def test_schema_rejects_bad_values(override: str, message: str) -> None:
     result = run_helm(
         "template", "ec", str(CHART), "--values", str(values_file("kind")), "--set", override
     )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["config.authMode=jwt", "config.env=development"], "config.jwtJwksUrl is required"),
+        (["config.authMode=header", "config.env=production"], "refused with config.env"),
+    ],
+)
+def test_chart_refuses_settings_the_processes_would_refuse(
+    overrides: list[str], message: str
+) -> None:
+    args = ["template", "ec", str(CHART), "--values", str(values_file("kind"))]
+    for override in overrides:
+        args += ["--set", override]
+    result = run_helm(*args)
     assert result.returncode != 0
     assert message in result.stderr
 

@@ -238,7 +238,8 @@ async def test_logs_are_json_lines_with_stable_event_names(
         conn, worker_id="vanished-worker", types=["SLEEP"], limit=1, lease_seconds=0.01
     )
     assert claimed.id == orphan.id
-    [process] = worker_processes.start(1)
+    # DEBUG adds the per-job job.claimed and job.completed lines.
+    [process] = worker_processes.start(1, EASYCLAW_LOG_LEVEL="DEBUG")
     worker_id = await registered_worker(conn, "test-worker-0")
     echo = await enqueue(conn, "ECHO", {"hello": "logs"})
     fail = await enqueue(conn, "FAIL", {"reason": "bad input"})
@@ -267,7 +268,7 @@ async def test_logs_are_json_lines_with_stable_event_names(
     started = one("worker.started")
     assert started["worker_id"] == worker_id
     completed = one("job.completed", job_id=str(echo.id))
-    assert (completed["type"], completed["attempt"], completed["level"]) == ("ECHO", 1, "info")
+    assert (completed["type"], completed["attempt"], completed["level"]) == ("ECHO", 1, "debug")
     assert isinstance(completed["duration_ms"], float | int)
     failed = one("job.failed", job_id=str(fail.id))
     assert (failed["error"], failed["level"]) == ("bad input", "warning")
@@ -279,6 +280,16 @@ async def test_logs_are_json_lines_with_stable_event_names(
     requeued = one("job.requeued", job_id=str(orphan.id))
     assert requeued["lost_worker_id"] == "vanished-worker"
     one("job.completed", job_id=str(orphan.id), attempt=2)
+    one("job.claimed", job_id=str(echo.id))
+    # The INFO summary of outcomes adds up to the same story.
+    progress = log_events(text, "worker.progress")
+    assert progress, "no worker.progress line"
+    totals = {
+        key: sum(line[key] for line in progress)
+        for key in ("completed", "failed", "retried", "cancelled", "lease_lost")
+    }
+    assert totals == {"completed": 3, "failed": 1, "retried": 1, "cancelled": 0, "lease_lost": 0}
+    assert all(line["level"] == "info" for line in progress)
     one("worker.stopping")
     stopped = one("worker.stopped", worker_id=worker_id)
     worker_events = [line for line in lines if line["logger"] == "easyclaw.worker"]

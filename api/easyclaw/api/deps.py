@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from easyclaw.api.errors import ApiError
 from easyclaw.api.state import ApiState
 
 # Declared so that /docs shows both ways to authenticate; which one is accepted
@@ -33,3 +34,18 @@ async def current_user(
 
 
 CurrentUser = Annotated[str, Depends(current_user)]
+
+
+def reject_repeated_query_parameters(request: Request) -> None:
+    """Every query parameter of this API takes one value; ``?type=A&type=B`` is a
+    422 rather than silently the last one (which is what the framework would do)."""
+    keys = [key for key, _ in request.query_params.multi_items()]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"query parameter {', '.join(repr(key) for key in repeated)} was given more than "
+            "once; each takes a single value",
+            details=[{"loc": ["query", key], "msg": "given more than once"} for key in repeated],
+        )

@@ -68,6 +68,13 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ include "easyclaw.databaseSecretKey" . }}
 {{- end }}
 
+{{/*
+Every pod spec sets enableServiceLinks: false. Kubernetes would otherwise inject
+variables for each Service, and for the Service easyclaw-api those are
+EASYCLAW_API_PORT=tcp://... and friends: inside the EASYCLAW_ settings prefix,
+where they would break every process's configuration.
+*/}}
+
 {{/* Every pod runs unprivileged under the runtime default seccomp profile. */}}
 {{- define "easyclaw.podSecurityContext" -}}
 runAsNonRoot: true

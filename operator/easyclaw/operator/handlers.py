@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -113,9 +113,9 @@ async def follow_job(
     deleted (kopf cancels it then) or, without a TTL, until the job finished.
     """
     written: dict[str, Any] | None = dict(status)
-    job_id = status.get("jobId")
-    if isinstance(job_id, str):
-        written = await _mirror_job(runtime, UUID(job_id), dict(status), uid, name, namespace)
+    job_id = _job_id(status)
+    if job_id is not None:
+        written = await _mirror_job(runtime, job_id, dict(status), uid, name, namespace)
     if written is None:
         return  # the resource is gone or was replaced
     ttl = ttl_seconds(spec)
@@ -180,6 +180,38 @@ async def _mirror_job(
             await changes.wait_at_most(settings.operator_resync_seconds)
 
 
+async def run_until_stopped(work: Coroutine[Any, Any, None], stopped: kopf.DaemonStopped) -> None:
+    """Run a daemon's work until it ends or kopf asks the daemon to stop.
+
+    Returning when asked, rather than being cancelled, keeps kopf from logging
+    (and posting as a Warning event) "Daemon ... is cancelled" for every
+    deleted resource and at every operator restart.
+    """
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(_stop_requested(stopped))
+    try:
+        await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (working, stopping):
+            task.cancel()
+        await asyncio.gather(working, stopping, return_exceptions=True)
+    if not working.cancelled():
+        working.result()  # the work's own error, for kopf to retry the daemon
+
+
+async def _stop_requested(stopped: kopf.DaemonStopped) -> None:
+    await stopped.wait()
+
+
+def _job_id(status: Mapping[str, Any]) -> UUID | None:
+    """``status.jobId`` as written by ``create_job``; None if absent or not ours."""
+    value = status.get("jobId")
+    try:
+        return UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _log_status(job: Job, namespace: str, name: str) -> None:
     log.info(
         "operator.status_updated",
@@ -216,11 +248,11 @@ async def cancel_job_on_delete(
     user_id = spec.get("userId")
     if not isinstance(user_id, str):
         return  # the spec never made a job
-    job_id = status.get("jobId")
+    job_id = _job_id(status)
     try:
         job = await jobs.find_job(
             runtime.pool,
-            job_id=job_id if isinstance(job_id, str) else None,
+            job_id=job_id,
             user_id=user_id,
             uid=uid,
         )

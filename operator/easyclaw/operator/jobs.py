@@ -46,12 +46,12 @@ async def submit_job(
             return queue.Enqueued(job=error.job, created=False)
 
 
-async def find_job(pool: AsyncPool, *, job_id: str | None, user_id: str, uid: str) -> Job | None:
+async def find_job(pool: AsyncPool, *, job_id: UUID | None, user_id: str, uid: str) -> Job | None:
     """The resource's job: by ``status.jobId``, else by its idempotency key (the status
     patch may not have been written when the operator stopped)."""
     async with pooled(pool) as conn:
-        if job_id:
-            return await queue.get_job(conn, UUID(job_id), user_id=None)
+        if job_id is not None:
+            return await queue.get_job(conn, job_id, user_id=None)
         return await queue.find_job_by_idempotency_key(
             conn, user_id=user_id, idempotency_key=idempotency_key(uid)
         )

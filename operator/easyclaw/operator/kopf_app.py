@@ -36,9 +36,9 @@ from easyclaw.operator.runtime import OperatorRuntime
 
 REGISTRY = kopf.OperatorRegistry()
 
-# A deleted resource's follower is cancelled at once (it only waits and patches);
-# kopf re-checks that it ended after this long, which is what a deletion may wait.
-FOLLOWER_CANCELLATION_TIMEOUT = 1.0
+# A follower returns as soon as kopf asks it to stop (resource deleted, operator
+# exiting); should it not within this long, kopf cancels it.
+FOLLOWER_STOP_SECONDS = 1.0
 
 
 def operator_settings() -> kopf.OperatorSettings:
@@ -102,7 +102,8 @@ async def enqueue(
     PLURAL,
     id="follow",
     when=lambda status, **_: handlers.should_follow(status),
-    cancellation_timeout=FOLLOWER_CANCELLATION_TIMEOUT,
+    cancellation_backoff=FOLLOWER_STOP_SECONDS,
+    cancellation_timeout=FOLLOWER_STOP_SECONDS,
     registry=REGISTRY,
 )
 async def follow(
@@ -112,9 +113,10 @@ async def follow(
     uid: str,
     name: str,
     namespace: str | None,
+    stopped: kopf.DaemonStopped,
     **_: Any,
 ) -> None:
-    await handlers.follow_job(
+    following = handlers.follow_job(
         _runtime(memo),
         spec=spec,
         status=status,
@@ -122,6 +124,7 @@ async def follow(
         name=name,
         namespace=_namespaced(namespace),
     )
+    await handlers.run_until_stopped(following, stopped)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="cancel", registry=REGISTRY)

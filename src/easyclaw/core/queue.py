@@ -350,19 +350,21 @@ async def finish_jobs(
     """
     if not outcomes:
         return {}
+    encoded = orjson.dumps(
+        [
+            {
+                "id": o.job_id,
+                "attempt": o.attempt,
+                "status": o.status.value,
+                "result": o.result,
+                "error": o.error,
+                "retry_delay": o.retry_delay,
+            }
+            for o in outcomes
+        ]
+    )
     cursor = await conn.execute(
-        query("finish_jobs"),
-        {
-            "worker_id": worker_id,
-            "ids": [o.job_id for o in outcomes],
-            "attempts": [o.attempt for o in outcomes],
-            "statuses": [o.status.value for o in outcomes],
-            "results": [
-                None if o.result is None else orjson.dumps(o.result).decode() for o in outcomes
-            ],
-            "errors": [o.error for o in outcomes],
-            "retry_delays": [o.retry_delay for o in outcomes],
-        },
+        query("finish_jobs"), {"worker_id": worker_id, "outcomes": encoded.decode()}
     )
     return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
 

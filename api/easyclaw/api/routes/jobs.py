@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import psycopg
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
-from easyclaw.api.deps import CurrentUser, StateDep
+from easyclaw.api.deps import CurrentUser, StateDep, reject_repeated_query_parameters
 from easyclaw.api.errors import ApiError
 from easyclaw.api.schemas import ErrorPublic, JobCreate, JobCreated, JobPublic, JobsPublic
 from easyclaw.core import billing, queue
@@ -18,7 +18,9 @@ from easyclaw.core.db import pooled
 from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
 from easyclaw.core.models import Job, JobStatus
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/jobs", tags=["jobs"], dependencies=[Depends(reject_repeated_query_parameters)]
+)
 
 MAX_WAIT_SECONDS = 60.0
 # A long-poll re-reads the job at least this often, in case a notification was missed.
