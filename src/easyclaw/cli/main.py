@@ -59,6 +59,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics_mirror(args: argparse.Namespace) -> int:
+    from easyclaw.core.metrics_mirror import main as mirror
+
+    _apply_overrides(metrics_mirror_interval_seconds=args.interval)
+    mirror(_settings())
+    return 0
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from easyclaw.operator.main import main as operate
 
@@ -182,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = add("migrate", cmd_migrate, "apply database migrations (safe to run concurrently)")
     migrate.add_argument(
         "--print-sql", action="store_true", help="print the whole schema as one psql script instead"
+    )
+
+    metrics_mirror = add(
+        "metrics-mirror",
+        cmd_metrics_mirror,
+        "publish the queue statistics to CloudWatch until SIGTERM (one active replica)",
+    )
+    metrics_mirror.add_argument(
+        "--interval",
+        type=float,
+        help="seconds between publications (EASYCLAW_METRICS_MIRROR_INTERVAL_SECONDS, default 60)",
     )
 
     def client_command(

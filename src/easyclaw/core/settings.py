@@ -7,6 +7,7 @@ except ``DATABASE_URL``, which keeps the conventional name.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -18,6 +19,8 @@ from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MAX_CLOUDWATCH_DIMENSIONS = 30
 
 
 class Environment(StrEnum):
@@ -61,6 +64,27 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _parse_dimensions(value: object) -> object:
+    """``Cluster=prod,Environment=production`` (or a JSON object) as a dict.
+
+    A malformed pair is an error that names the variable.
+    """
+    if not isinstance(value, str):
+        return value
+    if value.strip().startswith("{"):
+        return json.loads(value)  # also accepted: a JSON object
+    dimensions: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, dimension_value = pair.partition("=")
+        if not sep or not name.strip() or not dimension_value.strip():
+            raise ValueError(
+                f"EASYCLAW_METRICS_DIMENSIONS: {pair!r} is not Name=Value "
+                "(expected e.g. Cluster=prod-eks,Environment=production)"
+            )
+        dimensions[name.strip()] = dimension_value.strip()
+    return dimensions
 
 
 def default_worker_name() -> str:
@@ -195,6 +219,22 @@ class Settings(BaseSettings):
         4096, ge=64, le=262_144, description="larger results and errors are truncated in status"
     )
 
+    # --- metrics mirror (CloudWatch) ----------------------------------------
+    cloudwatch_namespace: str = Field(
+        "EasyClaw", min_length=1, max_length=255, description="CloudWatch namespace"
+    )
+    cloudwatch_endpoint_url: str | None = Field(
+        None, description="CloudWatch endpoint override (moto in tests); unset means AWS"
+    )
+    metrics_mirror_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    metrics_dimensions: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="dimensions on every datum, `Cluster=prod-eks,Environment=production`",
+    )
+    metrics_mirror_health_port: int = Field(
+        8081, ge=0, le=65535, description="port of the mirror's /healthz; 0 disables"
+    )
+
     # --- CHAT and its model provider ----------------------------------------
     chat_provider: ChatProviderName = Field(
         ChatProviderName.ECHO, description="echo (offline), openai or bedrock"
@@ -245,6 +285,8 @@ class Settings(BaseSettings):
             ):
                 if key in data:
                     data[key] = _split_csv(data[key])
+            if "metrics_dimensions" in data:
+                data["metrics_dimensions"] = _parse_dimensions(data["metrics_dimensions"])
         return data
 
     @model_validator(mode="after")
@@ -258,6 +300,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EASYCLAW_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
                 "EASYCLAW_WORKER_LEASE_SECONDS, or every running job would lose its lease"
+            )
+        if len(self.metrics_dimensions) > MAX_CLOUDWATCH_DIMENSIONS:
+            raise ValueError(
+                f"EASYCLAW_METRICS_DIMENSIONS has {len(self.metrics_dimensions)} dimensions; "
+                f"CloudWatch accepts at most {MAX_CLOUDWATCH_DIMENSIONS}"
             )
         if self.state_backend is StateBackend.S3 and not self.state_s3_bucket:
             raise ValueError("EASYCLAW_STATE_BACKEND=s3 needs EASYCLAW_STATE_S3_BUCKET")

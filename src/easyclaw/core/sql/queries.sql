@@ -260,6 +260,12 @@ SELECT
      WHERE stopped_at IS NULL
        AND last_seen_at > now() - make_interval(secs => %(worker_alive_seconds)s)) AS live_workers;
 
+-- name: metrics_mirror_try_lock
+-- Exactly one metrics mirror publishes: the one whose session holds this lock
+-- ("EasyClaw" + 1 as a key, next to the migrations' lock). PostgreSQL releases
+-- it when that session ends, so a standby takes over within one interval.
+SELECT pg_try_advisory_lock(4999404026017374584) AS acquired;
+
 -- name: get_user_balance
 SELECT credits_balance FROM users WHERE id = %(user_id)s;
 

@@ -1,0 +1,1 @@
+"""The EasyClaw CDK app: network, data, cluster, application and metrics stacks."""
