@@ -54,6 +54,7 @@ from easyclaw.core.db import UNAVAILABLE_ERRORS, AsyncConn, connect
 from easyclaw.core.errors import DatabaseUnavailableError
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.models import QueueStats
+from easyclaw.core.probe_server import ProbeServer, Response
 from easyclaw.core.queries import query
 from easyclaw.core.settings import Settings
 
@@ -272,57 +273,30 @@ class MetricsMirror:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
 
-class MirrorHealthServer:
+class MirrorHealthServer(ProbeServer):
     """``GET /healthz`` for the Deployment's probes: 200 with the mirror's role."""
 
     def __init__(self, mirror: MetricsMirror, host: str, port: int) -> None:
+        super().__init__(host, port, self._answer)
         self._mirror = mirror
-        self._host = host
-        self._port = port
-        self._server: asyncio.Server | None = None
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), timeout=5)
-            parts = request_line.decode("latin-1").split()
-            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
-            if path == "/healthz":
-                status = "200 OK"
-                last = self._mirror.last_published_at
-                body = orjson.dumps(
-                    {
-                        "status": "ok",
-                        "role": self._mirror.role,
-                        "publications": self._mirror.publications,
-                        "lastPublishedAt": last.isoformat() if last else None,
-                    }
-                )
-            else:
-                status, body = "404 Not Found", b'{"error":"NOT_FOUND","message":"try /healthz"}'
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
+    def _answer(self, path: str) -> Response:
+        if path != "/healthz":
+            return (
+                "404 Not Found",
+                "application/json",
+                b'{"error":"NOT_FOUND","message":"try /healthz"}',
             )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        last = self._mirror.last_published_at
+        body = orjson.dumps(
+            {
+                "status": "ok",
+                "role": self._mirror.role,
+                "publications": self._mirror.publications,
+                "lastPublishedAt": last.isoformat() if last else None,
+            }
+        )
+        return "200 OK", "application/json", body
 
 
 async def run_metrics_mirror(settings: Settings) -> None:
