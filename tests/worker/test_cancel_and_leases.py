@@ -73,6 +73,11 @@ async def test_lost_lease_is_noticed_at_the_next_heartbeat_and_the_attempt_stopp
     async with running_worker(first_settings, pool) as first:
         job = await enqueue(conn, "EFFECT", {"seconds": 30})
         await wait_status(conn, job.id, JobStatus.RUNNING)
+        # Not ready again until the second worker takes it: a wake-up of this worker
+        # (e.g. the NOTIFY of the insert, delivered late) must not re-claim it here.
+        await conn.execute(
+            "UPDATE jobs SET run_at = now() + interval '1 hour' WHERE id = %s", (job.id,)
+        )
         reaped_at = asyncio.get_running_loop().time()
         await expire_and_reap(conn, job)
         await wait_for(
@@ -84,7 +89,8 @@ async def test_lost_lease_is_noticed_at_the_next_heartbeat_and_the_attempt_stopp
         await wait_for(lambda: first.busy == 0, timeout=2)
         # Another worker takes the job back and completes it, with a short payload.
         await conn.execute(
-            "UPDATE jobs SET input_payload = '{\"seconds\": 0.1}' WHERE id = %s", (job.id,)
+            "UPDATE jobs SET input_payload = '{\"seconds\": 0.1}', run_at = now() WHERE id = %s",
+            (job.id,),
         )
         second_settings = make_settings(database_url)
         async with running_worker(second_settings, pool) as second:
