@@ -9,7 +9,8 @@ import pytest
 
 from easyclaw.core.settings import Settings
 from tests.api.conftest import GUIDE_JOB, assert_error, read, submit
-from tests.conftest import ApiServer, make_settings, serve_api
+from tests.support.api_server import ApiServer, serve_api
+from tests.support.settings import make_settings
 from tests.worker.helpers import Conn, fetch_all, fetch_value
 
 CHAT_JOB: dict[str, Any] = {"type": "CHAT", "payload": {"message": "Hello from EasyClaw!"}}

@@ -11,7 +11,7 @@ from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
 from tests.api.conftest import assert_error, read, running_worker, submit
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 async def test_cancelling_a_pending_job_is_immediate(client: httpx.AsyncClient) -> None:

@@ -16,7 +16,10 @@ import pytest
 from easyclaw.cli.local_postgres import LocalPostgres
 from easyclaw.core.migrations import migrate
 from tests.api.conftest import assert_error, read, submit
-from tests.conftest import FAST_UNSAFE_SETTINGS, make_settings, serve_api, wait_for
+from tests.support.api_server import serve_api
+from tests.support.databases import FAST_UNSAFE_SETTINGS
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import pytest
 
 from easyclaw.core import queue
 from tests.api.conftest import GUIDE_JOB, assert_error, read, submit
-from tests.conftest import ApiServer, make_settings, serve_api
+from tests.support.api_server import ApiServer, serve_api
+from tests.support.settings import make_settings
 
 Conn = psycopg.AsyncConnection[Any]
 JSON = {"content-type": "application/json"}

@@ -9,7 +9,7 @@ import httpx
 
 from easyclaw.worker.runner import Worker
 from tests.api.conftest import read, submit
-from tests.conftest import ApiServer
+from tests.support.api_server import ApiServer
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:

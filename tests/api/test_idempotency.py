@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from tests.api.conftest import GUIDE_JOB, assert_error, submit
-from tests.conftest import ApiServer
+from tests.support.api_server import ApiServer
 
 
 async def job_count(client: httpx.AsyncClient) -> int:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import assert_error, read, submit
-from tests.conftest import ApiServer
+from tests.support.api_server import ApiServer
 
 
 @pytest.fixture

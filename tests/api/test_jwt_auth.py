@@ -26,7 +26,9 @@ from pydantic import ValidationError
 from easyclaw.api.app import create_app
 from easyclaw.core.settings import Settings
 from tests.api.conftest import GUIDE_JOB, assert_error, submit
-from tests.conftest import ApiServer, free_port, make_settings, serve_api
+from tests.support.api_server import ApiServer, serve_api
+from tests.support.ports import free_port
+from tests.support.settings import make_settings
 
 ISSUER = "https://auth.easyclaw.test/"
 AUDIENCE = "easyclaw-api"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
 from tests.support import k8s_tools
+from tests.support.paths import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "easyclaw"
 VALUE_SETS = ("kind", "eks-fargate", "scale-to-zero")

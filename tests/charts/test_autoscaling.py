@@ -23,7 +23,7 @@ import pytest
 
 from tests.charts.hpa import Autoscaler
 from tests.charts.rendering import render
-from tests.conftest import WorkerProcesses
+from tests.support.processes import WorkerProcesses
 
 COMPRESSION = 60.0
 BURST = 200

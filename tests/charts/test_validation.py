@@ -24,7 +24,7 @@ from tests.charts.rendering import (
     run_helm,
     values_file,
 )
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 KUBERNETES_VERSIONS = ("1.33.0", "1.35.0")
 KEDA_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "keda"

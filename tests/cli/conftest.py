@@ -12,7 +12,8 @@ from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
-from tests.conftest import ApiServer, process_env
+from tests.support.api_server import ApiServer
+from tests.support.processes import process_env
 
 USER_ID = "test-user-id"
 

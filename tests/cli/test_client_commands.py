@@ -12,7 +12,9 @@ from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
 from tests.cli.conftest import USER_ID
 from tests.cli.helpers import run_cli, run_cli_sync
-from tests.conftest import ApiServer, free_port, process_env
+from tests.support.api_server import ApiServer
+from tests.support.ports import free_port
+from tests.support.processes import process_env
 
 
 async def api_jobs(api: ApiServer) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ import pytest
 from easyclaw.cli.main import build_parser, main
 from easyclaw.core.migrations import available_migrations, schema_sql
 from tests.cli.helpers import run_cli_sync
-from tests.conftest import make_settings, process_env
+from tests.support.processes import process_env
+from tests.support.settings import make_settings
 
 COMMANDS = [
     "up",

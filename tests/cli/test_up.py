@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from easyclaw.cli.local_postgres import LocalPostgres, LocalPostgresError
-from tests.conftest import REPO_ROOT, free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 GUIDE_JOB: dict[str, Any] = {"type": "ECHO", "payload": {"message": "Hello from EasyClaw!"}}
 GUIDE_CHAT_JOB: dict[str, Any] = {"type": "CHAT", "payload": {"message": "Hello from EasyClaw!"}}

@@ -37,7 +37,10 @@ from easyclaw.core.jsonlog import configure_logging
 from easyclaw.core.metrics_mirror import MetricsMirror, cloudwatch_client, metric_data
 from easyclaw.core.models import JobStatus, Outcome, QueueStats
 from easyclaw.core.settings import Settings
-from tests.conftest import free_port, make_settings, process_env, wait_for
+from tests.support.ports import free_port
+from tests.support.processes import process_env
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient

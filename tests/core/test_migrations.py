@@ -30,14 +30,11 @@ from easyclaw.core.migrations import (
     schema_sql,
 )
 from easyclaw.core.queries import query
-from tests.conftest import (
-    REPO_ROOT,
-    create_database,
-    drop_database,
-    make_settings,
-    process_env,
-    wait_for,
-)
+from tests.support.databases import create_database, drop_database
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import process_env
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.settings import AuthMode, Settings
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 
 def env_name(field: str) -> str:

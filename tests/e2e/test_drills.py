@@ -15,7 +15,7 @@ from bench.drills import db_restart, kill, sigterm
 
 from easyclaw.cli.local_postgres import LocalPostgres
 from easyclaw.core.migrations import migrate
-from tests.conftest import FAST_UNSAFE_SETTINGS
+from tests.support.databases import FAST_UNSAFE_SETTINGS
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from easyclaw.core.models import JobStatus
-from tests.conftest import REPO_ROOT, WorkerProcesses
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import WorkerProcesses
 from tests.worker.helpers import Conn, enqueue, wait_status
 
 PLUGIN = REPO_ROOT / "examples" / "plugin-hello"

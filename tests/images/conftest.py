@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.support import dockerfile
+from tests.support.paths import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ import asyncio
 from typing import Any
 
 from tests.charts.rendering import render
-from tests.conftest import ApiServer, WorkerProcesses
 from tests.images.conftest import Image
+from tests.support.api_server import ApiServer
+from tests.support.processes import WorkerProcesses
 
 
 def helm_test_pod(*sets: str) -> dict[str, Any]:

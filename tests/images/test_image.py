@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
 from tests.images.conftest import Image
 from tests.support import dockerfile
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 STAGES = dockerfile.parse(REPO_ROOT / "Dockerfile")
 RUNTIME = STAGES[-1]

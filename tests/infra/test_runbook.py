@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 RUNBOOK = (REPO_ROOT / "docs" / "aws.md").read_text()
 

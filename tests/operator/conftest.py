@@ -26,7 +26,8 @@ from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry, load_re
 from easyclaw.core.settings import Settings
 from easyclaw.operator.main import run_operator
 from easyclaw.operator.resource import GROUP, KIND, PLURAL, VERSION
-from tests.conftest import make_settings, wait_for
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 
 NAMESPACE = "easyclaw-jobs"
 RESOURCE = f"{GROUP}/{VERSION}/{PLURAL}"

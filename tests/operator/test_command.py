@@ -17,8 +17,10 @@ from kmock import KubernetesEmulator
 from easyclaw.cli.main import main
 from easyclaw.core.settings import Settings
 from easyclaw.operator.resource import GROUP, KIND, VERSION
-from tests.conftest import free_port, process_env, wait_for
 from tests.operator.conftest import COLLECTION, NAMESPACE, OperatorUnderTest
+from tests.support.ports import free_port
+from tests.support.processes import process_env
+from tests.support.waiting import wait_for
 
 
 def test_operator_without_namespaces_exits_2_with_a_clear_message(

@@ -11,7 +11,7 @@ from easyclaw.core.jobtypes.echo import ECHO
 from easyclaw.operator.resource import GROUP, KIND, PLURAL, VERSION, Phase
 from easyclaw.operator.spec import EasyClawJobSpec, parse_spec
 from easyclaw.operator.status import STATUS_KEYS
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 CRD_PATH = REPO_ROOT / "charts" / "easyclaw" / "crds" / "easyclawjob.yaml"
 EXAMPLE_PATH = REPO_ROOT / "examples" / "easyclawjob.yaml"

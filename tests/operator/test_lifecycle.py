@@ -11,8 +11,8 @@ import psycopg
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import JobStatus
 from easyclaw.operator.resource import GROUP
-from tests.conftest import wait_for
 from tests.operator.conftest import OperatorUnderTest, job_rows
+from tests.support.waiting import wait_for
 from tests.worker.helpers import get, running_worker, wait_status
 
 Conn = psycopg.AsyncConnection[Any]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.charts.rendering import run_helm
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 SKAFFOLD = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text())
 SCHEMA_PATH = REPO_ROOT.parent / "shared" / "schemas" / "skaffold" / "v4beta14.json"

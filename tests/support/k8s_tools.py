@@ -20,7 +20,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = Path(sys.prefix) / "k8s-tools"
 
 

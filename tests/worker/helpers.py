@@ -24,7 +24,7 @@ from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.models import Job, JobStatus
 from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 Conn = psycopg.AsyncConnection[Any]
 USER = "worker-tests"

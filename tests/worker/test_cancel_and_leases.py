@@ -14,7 +14,8 @@ import pytest
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import Job, JobStatus
-from tests.conftest import make_settings, wait_for
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 from tests.worker.helpers import (
     USER,
     Conn,

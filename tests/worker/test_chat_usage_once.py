@@ -15,7 +15,6 @@ import pytest
 from easyclaw.core import queue
 from easyclaw.core.models import JobStatus
 from easyclaw.core.settings import Settings
-from tests.conftest import WorkerProcesses, make_settings, wait_for
 from tests.support.openai_server import (
     COMPLETION_TOKENS,
     PROMPT_TOKENS_PER_MESSAGE,
@@ -23,6 +22,9 @@ from tests.support.openai_server import (
     OpenAICompatibleServer,
     openai_compatible_server,
 )
+from tests.support.processes import WorkerProcesses
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 from tests.worker.helpers import Conn, fetch_all, fetch_value, registered_worker, wait_status
 
 USER = "chat-crash-user"

@@ -16,7 +16,7 @@ from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import JobStatus
 from easyclaw.core.settings import Settings
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.worker.helpers import (
     USER,
     Conn,

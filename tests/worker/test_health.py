@@ -11,7 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from easyclaw.core.models import JobStatus
 from easyclaw.worker.health import READY_IF_DB_SEEN_WITHIN_SECONDS, HealthServer
-from tests.conftest import WorkerProcesses, free_port, wait_for
+from tests.support.ports import free_port
+from tests.support.processes import WorkerProcesses
+from tests.support.waiting import wait_for
 from tests.worker.helpers import Conn, enqueue, wait_status
 
 

@@ -24,7 +24,7 @@ from easyclaw.worker.pod_deletion_cost import (
     NotInCluster,
     PodDeletionCost,
 )
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.worker.helpers import enqueue, running_worker, wait_status
 
 NAMESPACE = "easyclaw"

@@ -16,8 +16,11 @@ import pytest
 from easyclaw.cli.local_postgres import LocalPostgres
 from easyclaw.core import queue
 from easyclaw.core.migrations import migrate
-from tests.conftest import FAST_UNSAFE_SETTINGS, WorkerProcesses, make_settings, wait_for
+from tests.support.databases import FAST_UNSAFE_SETTINGS
 from tests.support.jobtypes import JOB_EFFECTS_TABLE
+from tests.support.processes import WorkerProcesses
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 from tests.worker.helpers import (
     USER,
     Conn,

@@ -18,7 +18,8 @@ import pytest
 
 from easyclaw.core import queue
 from easyclaw.core.models import JobStatus
-from tests.conftest import WorkerProcesses, wait_for
+from tests.support.processes import WorkerProcesses
+from tests.support.waiting import wait_for
 from tests.worker.helpers import (
     USER,
     Conn,

@@ -16,8 +16,8 @@ from easyclaw.core.llm.echo import ECHO_LABEL
 from easyclaw.core.models import JobStatus
 from easyclaw.core.settings import Settings
 from easyclaw.core.state.archive import unpack
-from tests.conftest import make_settings
 from tests.support.openai_server import MODEL, openai_compatible_server
+from tests.support.settings import make_settings
 from tests.support.web_pages import ARTICLE_HTML, WebServer
 from tests.worker.helpers import USER, enqueue, fetch_all, running_worker, wait_status
 

@@ -19,7 +19,8 @@ from easyclaw.core.models import JobStatus
 from easyclaw.core.settings import Settings
 from easyclaw.core.state import state_store_from_settings
 from easyclaw.core.state.archive import unpack
-from tests.conftest import make_settings, wait_for
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
 from tests.worker.helpers import USER, enqueue, events, fetch_all, running_worker, wait_status
 
 Conn = psycopg.AsyncConnection[Any]

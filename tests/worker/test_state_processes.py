@@ -10,7 +10,8 @@ import pytest
 
 from easyclaw.core.models import JobStatus
 from easyclaw.core.settings import Settings
-from tests.conftest import WorkerProcesses, make_settings
+from tests.support.processes import WorkerProcesses
+from tests.support.settings import make_settings
 from tests.worker.helpers import USER, Conn, enqueue, fetch_all, wait_status
 
 

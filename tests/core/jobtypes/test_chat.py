@@ -17,7 +17,6 @@ from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import Job, JobStatus
 from easyclaw.core.settings import Settings
-from tests.conftest import make_settings
 from tests.support.openai_server import (
     COMPLETION_TOKENS,
     MODEL,
@@ -26,6 +25,7 @@ from tests.support.openai_server import (
     OpenAICompatibleServer,
     openai_compatible_server,
 )
+from tests.support.settings import make_settings
 from tests.worker.helpers import Conn, fetch_all, fetch_value, running_worker, wait_status
 
 USER = "chat-user"

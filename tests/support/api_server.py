@@ -1,0 +1,60 @@
+"""The real API app behind a real uvicorn server on a free localhost port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+
+from easyclaw.api.app import create_app
+from easyclaw.core.jobtypes import JobTypeRegistry
+from easyclaw.core.settings import Settings
+
+
+@dataclass
+class ApiServer:
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+
+    def client(self, user_id: str | None = "test-user-id", **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"x-user-id": user_id} if user_id else {}
+        headers.update(kwargs.pop("headers", {}))
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
+
+
+@asynccontextmanager
+async def serve_api(
+    settings: Settings, registry: JobTypeRegistry | None = None
+) -> AsyncIterator[ApiServer]:
+    """Serve ``create_app(settings, registry)`` until the block ends."""
+    # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections
+    # (otherwise each response waits ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings, registry),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield ApiServer(url=f"http://127.0.0.1:{port}", settings=settings, server=server)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
