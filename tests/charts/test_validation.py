@@ -2,7 +2,7 @@
 
 Built-in kinds are checked by kubernetes-validate (``--strict``: unknown fields
 fail) for Kubernetes 1.33 and 1.35; KEDA's kinds against KEDA's own CRD schema
-(``../shared/schemas/keda``) and, on any machine, its pydantic models.
+(vendored in ``tests/schemas/keda``) and its pydantic models.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.charts.rendering import (
 from tests.support.paths import REPO_ROOT
 
 KUBERNETES_VERSIONS = ("1.33.0", "1.35.0")
-KEDA_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "keda"
+KEDA_SCHEMAS = REPO_ROOT / "tests" / "schemas" / "keda"
 KEDA_KINDS = {
     "ScaledObject": "keda.sh_scaledobjects.yaml",
     "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
@@ -90,8 +90,6 @@ def _keda_objects() -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_keda_objects_match_kedas_crd_schema() -> None:
-    if not KEDA_SCHEMAS.is_dir():
-        pytest.skip(f"KEDA CRD schemas not found at {KEDA_SCHEMAS} (the pydantic check still runs)")
     objects = _keda_objects()
     assert {obj["kind"] for _, obj in objects} == set(KEDA_KINDS)
     for value_set, obj in objects:
@@ -103,8 +101,6 @@ def test_keda_objects_match_kedas_crd_schema() -> None:
 
 def test_keda_schema_check_catches_a_broken_object() -> None:
     """The schema check is not vacuous: a misspelt field or a wrong type fails it."""
-    if not KEDA_SCHEMAS.is_dir():
-        pytest.skip(f"KEDA CRD schemas not found at {KEDA_SCHEMAS}")
     (_, scaled_object), *_ = [item for item in _keda_objects() if item[1]["kind"] == "ScaledObject"]
     broken = yaml.safe_load(yaml.safe_dump(scaled_object))
     broken["spec"]["minReplicaCount"] = "one"
