@@ -40,6 +40,8 @@ class OpenAICompatibleServer:
     authorizations: list[str | None] = field(default_factory=list)
     script: deque[Answer] = field(default_factory=deque)
     received: threading.Event = field(default_factory=threading.Event)
+    connections: set[tuple[str, int]] = field(default_factory=set)
+    """The client (address, port) of every TCP connection a request came on."""
 
     def then(self, *answers: Answer) -> None:
         self.script.extend(answers)
@@ -81,7 +83,10 @@ def openai_compatible_server() -> Iterator[OpenAICompatibleServer]:
     state: OpenAICompatibleServer
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real providers do
+
         def do_POST(self) -> None:
+            state.connections.add(self.client_address)
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return

@@ -15,6 +15,9 @@ import pytest
 
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
+from easyclaw.core.llm import chat_provider_from_settings
+from easyclaw.core.llm.metrics import MeteredProvider
+from easyclaw.core.llm.openai import OpenAIProvider
 from easyclaw.core.models import Job, JobStatus
 from easyclaw.core.settings import Settings
 from tests.support.openai_server import (
@@ -252,3 +255,19 @@ async def test_the_echo_provider_completes_offline_and_costs_nothing(
     assert (done.result["model"], done.result["tokensIn"], done.result["cost"]) == ("echo", 0, 0)
     assert await usage_rows(conn) == []
     assert await fetch_value(conn, "SELECT count(*) FROM messages") == 2
+
+
+async def test_a_worker_builds_one_provider_shares_its_connection_and_closes_it(
+    settings: Settings, pool: AsyncPool, conn: Conn, server: OpenAICompatibleServer
+) -> None:
+    async with running_worker(settings.model_copy(update={"worker_concurrency": 1}), pool) as w:
+        for n in range(4):
+            job = await submit(conn, f"message {n}")
+            await wait_status(conn, job.id, JobStatus.COMPLETED)
+        provider = w.resources.get(chat_provider_from_settings)
+
+    assert len(server.requests) == 4
+    assert len(server.connections) == 1  # one client for the process, kept alive across jobs
+    assert isinstance(provider, MeteredProvider)
+    assert isinstance(provider.inner, OpenAIProvider)
+    assert provider.inner.closed  # the worker closed it when it stopped

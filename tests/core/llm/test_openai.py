@@ -117,3 +117,13 @@ async def test_a_reply_without_usage_counts_zero_tokens_and_says_so(
         reply = await provider(server).complete(system="", messages=[ChatMessage("user", "x")])
     assert (reply.text, reply.tokens_in, reply.tokens_out) == ("hi", 0, 0)
     assert [r.getMessage() for r in caplog.records] == ["llm.usage_missing"]
+
+
+async def test_calls_reuse_one_connection_until_closed(server: OpenAICompatibleServer) -> None:
+    model = provider(server)
+    for n in range(5):
+        await model.complete(system="s", messages=[ChatMessage("user", str(n))])
+    assert len(server.requests) == 5
+    assert len(server.connections) == 1  # one TCP (and TLS) handshake, not five
+    await model.aclose()
+    assert model.closed

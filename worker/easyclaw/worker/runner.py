@@ -29,7 +29,7 @@ from uuid import UUID
 
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
-from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry
+from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry, ProcessResources
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.notifications import CANCEL, JOBS_READY, Listener
@@ -105,6 +105,7 @@ class Worker:
         self._progress: Counter[str] = Counter()
         self._progress_since = time.monotonic()
         self.state_store = state_store_from_settings(settings)
+        self.resources = ProcessResources(settings)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -151,6 +152,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._mark_stopped()
+            await self.resources.aclose()
             self._log_progress()
             log.info("worker.stopped", worker_id=self.worker_id)
 
@@ -263,7 +265,12 @@ class Worker:
 
     async def _run(self, job: ClaimedJob, job_type: JobType) -> None:
         ctx = JobContext(
-            job=job, settings=self.settings, pool=self.pool, log=log, worker_id=self.worker_id
+            job=job,
+            settings=self.settings,
+            pool=self.pool,
+            log=log,
+            worker_id=self.worker_id,
+            resources=self.resources,
         )
         try:
             outcome = await run_attempt(job_type, ctx, self.state_store)

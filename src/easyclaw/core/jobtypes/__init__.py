@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from easyclaw.core.jsonlog import EventLogger
     from easyclaw.core.models import ClaimedJob
     from easyclaw.core.settings import Settings
+
+_R = TypeVar("_R")
 
 ENTRY_POINT_GROUP = "easyclaw.job_types"
 TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
@@ -92,6 +94,34 @@ class JobType:
         return payload
 
 
+class ProcessResources:
+    """Long-lived clients a process builds once and shares between its jobs.
+
+    ``get(factory)`` returns the one object ``factory(settings)`` built in this
+    process, building it on first use, so every job that asks for the same
+    factory (CHAT and RESEARCH summaries ask for the chat provider) shares its
+    connections. Built lazily: a misconfigured client fails the jobs that need
+    it, not the process. ``aclose()`` closes each object that has an ``aclose``;
+    the worker calls it once, at shutdown.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._built: dict[Callable[[Settings], Any], Any] = {}
+
+    def get(self, factory: Callable[[Settings], _R]) -> _R:
+        if factory not in self._built:
+            self._built[factory] = factory(self._settings)
+        return cast(_R, self._built[factory])
+
+    async def aclose(self) -> None:
+        built, self._built = list(self._built.values()), {}
+        for resource in built:
+            close = getattr(resource, "aclose", None)
+            if close is not None:
+                await close()
+
+
 @dataclass(kw_only=True)
 class JobContext:
     """What a handler gets: the attempt, its payload, and the process's resources."""
@@ -101,6 +131,8 @@ class JobContext:
     pool: AsyncPool
     log: EventLogger
     worker_id: str
+    resources: ProcessResources
+    """Clients built once per process and shared by its jobs (see ProcessResources)."""
     completion_effects: list[Effect] = field(default_factory=list)
     workspace: Path | None = None
     """The job's workspace directory while a ``uses_state`` job type runs, else None."""
@@ -209,6 +241,7 @@ __all__ = [
     "JobContext",
     "JobType",
     "JobTypeRegistry",
+    "ProcessResources",
     "UnknownJobTypeError",
     "load_registry",
 ]

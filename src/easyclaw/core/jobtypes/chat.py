@@ -24,9 +24,8 @@ from easyclaw.core.conversations import (
 from easyclaw.core.db import AsyncConn, pooled
 from easyclaw.core.errors import PermanentJobError
 from easyclaw.core.jobtypes import JobContext, JobType
-from easyclaw.core.llm import ChatMessage, ChatProvider, chat_provider_from_settings
+from easyclaw.core.llm import ChatMessage, chat_provider_from_settings
 from easyclaw.core.llm.prices import cost_of, price_for
-from easyclaw.core.settings import Settings
 
 MAX_MESSAGE_LENGTH = 100_000
 
@@ -37,24 +36,11 @@ class ChatPayload(BaseModel):
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)
 
 
-_providers: dict[int, tuple[Settings, ChatProvider]] = {}
-
-
-def provider_for(settings: Settings) -> ChatProvider:
-    """One provider per settings object (a process has one), built on first use."""
-    cached = _providers.get(id(settings))
-    if cached is not None and cached[0] is settings:
-        return cached[1]
-    provider = chat_provider_from_settings(settings)
-    _providers[id(settings)] = (settings, provider)
-    return provider
-
-
 async def run_chat(ctx: JobContext) -> dict[str, Any]:
     payload = ChatPayload.model_validate(ctx.payload)
     settings = ctx.settings
     job = ctx.job
-    provider = provider_for(settings)
+    provider = ctx.resources.get(chat_provider_from_settings)
     is_new = job.conversation_id is None
     # A new conversation takes the job's id, so every attempt of the job agrees on it.
     conversation_id = job.id if job.conversation_id is None else job.conversation_id

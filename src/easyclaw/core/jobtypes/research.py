@@ -119,7 +119,7 @@ async def research_query(ctx: JobContext, query: str, limit: int) -> dict[str, A
 
 
 async def summarise(ctx: JobContext, content: PageText) -> dict[str, Any]:
-    provider = chat_provider_from_settings(ctx.settings)
+    provider = ctx.resources.get(chat_provider_from_settings)
     page = f"Title: {content.title or '(none)'}\n\n{content.text[:MAX_SUMMARY_INPUT_CHARS]}"
     reply = await provider.complete(
         system=SUMMARY_PROMPT,

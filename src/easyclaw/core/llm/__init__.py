@@ -55,6 +55,10 @@ class ChatProvider(Protocol):
         """The reply to ``messages`` (oldest first, the last one from the user)."""
         ...
 
+    async def aclose(self) -> None:
+        """Release the provider's connections (called once, at process shutdown)."""
+        ...
+
 
 class ProviderError(PermanentJobError):
     """The provider refused the request or is misconfigured; retrying cannot help."""

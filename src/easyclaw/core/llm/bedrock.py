@@ -73,6 +73,10 @@ class BedrockProvider:
                 ) from None
         return self._client
 
+    async def aclose(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
     async def complete(
         self,
         *,

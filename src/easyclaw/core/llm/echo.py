@@ -15,6 +15,9 @@ ECHO_LABEL = "[echo provider - not a language model]"
 
 
 class EchoProvider:
+    async def aclose(self) -> None:
+        pass
+
     async def complete(
         self,
         *,

@@ -47,6 +47,9 @@ class MeteredProvider:
     def __repr__(self) -> str:
         return f"MeteredProvider({self.inner!r})"
 
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
     async def complete(
         self,
         *,

@@ -1,6 +1,8 @@
 """Any OpenAI-compatible ``/v1/chat/completions`` endpoint: OpenAI, vLLM, Ollama, LM Studio.
 
-One HTTP request per reply. 408, 409, 429 and 5xx answers, timeouts and
+One HTTP request per reply, on one pooled client per provider (a process
+builds one provider, so connections and TLS sessions are reused across jobs);
+``aclose`` closes it at shutdown. 408, 409, 429 and 5xx answers, timeouts and
 connection failures are retryable (a ``Retry-After`` header is honoured); any
 other 4xx fails the job with the server's own message.
 """
@@ -34,8 +36,10 @@ class OpenAIProvider:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self._api_key = api_key
-        self._timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0))
-        self._transport = transport
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
+            transport=transport,
+        )
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIProvider(url={self.url!r}, model={self.model!r})"
@@ -58,8 +62,7 @@ class OpenAIProvider:
             body["max_tokens"] = max_tokens
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as http:
-                response = await http.post(self.url, json=body, headers=headers)
+            response = await self._http.post(self.url, json=body, headers=headers)
         except httpx.TimeoutException as error:
             raise ProviderRetryableError(f"{self.url} timed out: {type(error).__name__}") from error
         except httpx.TransportError as error:
@@ -74,6 +77,13 @@ class OpenAIProvider:
                 f"{self.url} refused the request ({response.status_code}): {_error_text(response)}"
             )
         return self._parse(response)
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     def _parse(self, response: httpx.Response) -> ChatReply:
         try:
