@@ -78,6 +78,16 @@ async def run_counter(ctx: JobContext) -> dict[str, Any]:
     return {"count": count + 1, "workspace": str(ctx.workspace)}
 
 
+async def run_poison_result(ctx: JobContext) -> dict[str, Any]:
+    """Returns NUL characters in a value, a key and a list, as a scraped page or a
+    model's output can (PostgreSQL's jsonb refuses them)."""
+    return {"text": "before\x00after", "key\x00": 1, "items": ["\x00", {"deep": "a\x00"}]}
+
+
+async def run_poison_error(ctx: JobContext) -> None:
+    raise PermanentJobError("the page held a NUL \x00 byte")
+
+
 SLEEP = JobType(name="SLEEP", handler=run_sleep, description="sleeps payload.seconds")
 FAIL = JobType(name="FAIL", handler=run_fail, description="fails permanently")
 FLAKY = JobType(name="FLAKY", handler=run_flaky, description="fails until attempt succeed_on")
@@ -85,6 +95,12 @@ CRASH = JobType(name="CRASH", handler=run_crash, description="raises an unexpect
 EFFECT = JobType(name="EFFECT", handler=run_effect, description="writes a row on completion")
 BAD_EFFECT = JobType(
     name="BAD_EFFECT", handler=run_bad_effect, description="its completion write fails"
+)
+POISON_RESULT = JobType(
+    name="POISON_RESULT", handler=run_poison_result, description="returns NUL characters"
+)
+POISON_ERROR = JobType(
+    name="POISON_ERROR", handler=run_poison_error, description="fails with a NUL in its error"
 )
 
 COUNTER = JobType(

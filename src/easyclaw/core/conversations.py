@@ -10,6 +10,7 @@ from psycopg.types.json import Jsonb
 from easyclaw.core.db import AsyncConn
 from easyclaw.core.llm import ChatMessage, Role
 from easyclaw.core.queries import query
+from easyclaw.core.storable import without_nul
 
 TITLE_LENGTH = 80
 
@@ -57,15 +58,18 @@ async def append_exchange(
     reply: str,
     tokens_usage: dict[str, Any],
 ) -> None:
-    """Store a user message and the assistant's reply (with its token usage)."""
+    """Store a user message and the assistant's reply (with its token usage).
+
+    A NUL in a model's reply is stored as U+FFFD: ``text`` cannot hold it.
+    """
     await conn.execute(
         query("append_exchange"),
         {
             "conversation_id": conversation_id,
             "job_id": job_id,
-            "question": question,
-            "reply": reply,
-            "tokens_usage": Jsonb(tokens_usage),
+            "question": without_nul(question),
+            "reply": without_nul(reply),
+            "tokens_usage": Jsonb(without_nul(tokens_usage)),
         },
     )
     await conn.execute(query("touch_conversation"), {"id": conversation_id})

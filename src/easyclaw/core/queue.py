@@ -42,6 +42,7 @@ from easyclaw.core.models import (
     ReapedJob,
 )
 from easyclaw.core.queries import query
+from easyclaw.core.storable import ENCODED_NUL, without_nul
 
 # ---------------------------------------------------------------- users
 
@@ -346,7 +347,8 @@ async def finish_jobs(
 
     An outcome is accepted only if ``worker_id`` still holds that attempt's
     lease; the rest (lease expired, job reaped or taken over) are ignored, so
-    no job is ever completed twice.
+    no job is ever completed twice. NUL characters in results and errors are
+    stored as U+FFFD (see ``easyclaw.core.storable``).
     """
     if not outcomes:
         return {}
@@ -363,6 +365,10 @@ async def finish_jobs(
             for o in outcomes
         ]
     )
+    if ENCODED_NUL in encoded:
+        # jsonb and text refuse NUL: one such character (a scraped page, a
+        # model's output, an exception message) would fail the whole batch.
+        encoded = orjson.dumps(without_nul(orjson.loads(encoded)))
     cursor = await conn.execute(
         query("finish_jobs"), {"worker_id": worker_id, "outcomes": encoded.decode()}
     )

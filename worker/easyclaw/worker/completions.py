@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from easyclaw.core import queue
@@ -21,7 +22,7 @@ from easyclaw.core.jobtypes import Effect, JobType
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.settings import Settings
-from easyclaw.worker.execution import failure_outcome
+from easyclaw.worker.execution import describe, failure_outcome
 
 log = EventLogger("easyclaw.worker")
 
@@ -112,26 +113,34 @@ class CompletionRecorder:
             return [(a, status or earlier.get(a.job.id)) for a, status in recorded]
 
     async def _record_batch(self, conn: AsyncConn, batch: Sequence[FinishedAttempt]) -> Recorded:
+        try:
+            return await self._write(conn, batch)
+        except Exception as error:
+            if is_unavailable(error):
+                raise
+            if len(batch) == 1:
+                return await self._record_alone(conn, batch[0], error)
+            log.warning("worker.batch_rejected", jobs=len(batch), error=str(error))
+        # One attempt (an effect that fails, an outcome the database refuses)
+        # rolled the batch back: write each alone, so that only that attempt is
+        # turned into a failure and the others are recorded as they are.
+        recorded: Recorded = []
+        for attempt in batch:
+            try:
+                recorded += await self._write(conn, [attempt])
+            except Exception as error:
+                if is_unavailable(error):
+                    raise
+                recorded += await self._record_alone(conn, attempt, error)
+        return recorded
+
+    async def _write(self, conn: AsyncConn, batch: Sequence[FinishedAttempt]) -> Recorded:
+        """One fenced write of the batch; its effects in the same transaction."""
         if not any(attempt.effects for attempt in batch):
             accepted = await queue.finish_jobs(
                 conn, worker_id=self._worker_id, outcomes=[a.outcome for a in batch]
             )
             return [(attempt, accepted.get(attempt.job.id)) for attempt in batch]
-        try:
-            return await self._record_with_effects(conn, batch)
-        except Exception as error:
-            if is_unavailable(error):
-                raise
-        # An effect failed and rolled the batch back: record each alone, so only
-        # the attempt whose effect fails is turned into a failure.
-        recorded: Recorded = []
-        for attempt in batch:
-            recorded += await self._record_alone(conn, attempt)
-        return recorded
-
-    async def _record_with_effects(
-        self, conn: AsyncConn, batch: Sequence[FinishedAttempt]
-    ) -> Recorded:
         async with conn.transaction():
             accepted = await queue.finish_jobs(
                 conn, worker_id=self._worker_id, outcomes=[a.outcome for a in batch]
@@ -142,24 +151,44 @@ class CompletionRecorder:
                         await effect(conn)
         return [(attempt, accepted.get(attempt.job.id)) for attempt in batch]
 
-    async def _record_alone(self, conn: AsyncConn, attempt: FinishedAttempt) -> Recorded:
-        try:
-            return await self._record_with_effects(conn, [attempt])
-        except Exception as error:
-            if is_unavailable(error):
-                raise
-            log.warning(
-                "job.effect_failed",
-                job_id=str(attempt.job.id),
-                type=attempt.job.type,
-                error=str(error),
-            )
-            attempt.outcome = failure_outcome(attempt.job, attempt.job_type, error, self._settings)
-            attempt.effects = []
-            accepted = await queue.finish_jobs(
-                conn, worker_id=self._worker_id, outcomes=[attempt.outcome]
-            )
-            return [(attempt, accepted.get(attempt.job.id))]
+    async def _record_alone(
+        self, conn: AsyncConn, attempt: FinishedAttempt, error: Exception
+    ) -> Recorded:
+        """Record an attempt whose write failed (``error``) as a failure instead.
+
+        A failed effect is an ordinary failure of the attempt (retried if
+        attempts remain); an outcome the database refuses ends the job FAILED
+        with the reason. Should even that be refused, a bare FAILED is written;
+        should that be refused too, the attempt is given up and its lease left
+        to expire, so one bad outcome can never hold up the others.
+        """
+        fields: dict[str, Any] = {"job_id": str(attempt.job.id), "type": attempt.job.type}
+        if attempt.effects:
+            log.warning("job.effect_failed", **fields, error=str(error))
+            outcome = failure_outcome(attempt.job, attempt.job_type, error, self._settings)
+        else:
+            log.warning("job.outcome_unstorable", **fields, error=str(error))
+            outcome = self._failed(attempt, f"its outcome could not be stored: {describe(error)}")
+        attempt.effects = []
+        for fallback in (outcome, self._failed(attempt, "its outcome could not be stored")):
+            attempt.outcome = fallback
+            try:
+                return await self._write(conn, [attempt])
+            except Exception as again:
+                if is_unavailable(again):
+                    raise
+                error = again
+        log.error("job.outcome_dropped", **fields, error=str(error))
+        return [(attempt, None)]
+
+    @staticmethod
+    def _failed(attempt: FinishedAttempt, reason: str) -> Outcome:
+        return Outcome(
+            job_id=attempt.job.id,
+            attempt=attempt.job.attempt,
+            status=JobStatus.FAILED,
+            error=reason,
+        )
 
     def pending_job_ids(self) -> list[UUID]:
         return [attempt.job.id for attempt in self._queue]
