@@ -37,7 +37,7 @@ def skip_reason(report: pytest.TestReport) -> str:
     return str(report.longrepr)
 
 
-@dataclass
+@dataclass(eq=False)  # pluggy keeps plugins in sets: hash by identity
 class SkipGate:
     """Collects the skips of one run and fails the run if any is not allowed."""
 
