@@ -23,12 +23,6 @@ docs/benchmarks.png.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]  # bench/queue.py would shadow the standard library's queue
-
 import argparse
 import asyncio
 import random
@@ -39,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psutil
 

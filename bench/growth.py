@@ -16,12 +16,6 @@ It prints the table and plans and replaces its section of docs/benchmarks.md.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]  # bench/queue.py would shadow the standard library's queue
-
 import argparse
 import asyncio
 import re

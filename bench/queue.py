@@ -15,19 +15,13 @@ Measures, on this machine:
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# `python bench/queue.py` would put bench/ first on sys.path, and this file
-# would then shadow the standard library's `queue` for every library.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
-
 import argparse
 import asyncio
 import random
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import orjson
 import psycopg
