@@ -187,6 +187,7 @@ async def test_every_bad_token_is_a_401_json_error(
         "no expiry": (bearer(sign(jwks.key, exp=None)), "exp"),
         "no subject": (bearer(sign(jwks.key, sub=None)), "sub"),
         "subject not a user id": (bearer(sign(jwks.key, sub="alice bob")), "token subject"),
+        "subject with a trailing newline": (bearer(sign(jwks.key, sub="alice\n")), "token subject"),
         "alg none": (bearer(hand_made(alg_none, claims(), None)), "'none' is not accepted"),
         "alg none, signature kept": (
             bearer(hand_made(alg_none, claims(), b"x")),

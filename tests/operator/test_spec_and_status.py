@@ -84,6 +84,7 @@ def test_a_valid_spec_becomes_a_job_request(registry: JobTypeRegistry) -> None:
         (spec(maxAttempts=0), "invalid spec: spec.maxAttempts: Input should be greater than"),
         (spec(conversationId="x"), "invalid spec: spec.conversationId: Input should be a valid"),
         (spec(userId="a b"), "invalid spec: spec.userId: String should match pattern"),
+        (spec(userId="alice\n"), "invalid spec: spec.userId: String should match pattern"),
         (spec(typo=1), "invalid spec: spec.typo: Extra inputs are not permitted"),
         ({"payload": {}}, "invalid spec: spec.type: Field required; spec.userId: Field"),
     ],

@@ -9,7 +9,6 @@ and refreshed (at most every few seconds) when a token names an unknown key.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any
 
@@ -17,9 +16,9 @@ import httpx
 import jwt
 
 from easyclaw.api.errors import ApiError
+from easyclaw.core.ids import is_user_id
 from easyclaw.core.settings import AuthMode, Settings
 
-USER_ID = re.compile(r"^[\w.@:|+-]{1,200}$")
 JWKS_CACHE_SECONDS = 300.0
 JWKS_MIN_REFRESH_SECONDS = 5.0
 
@@ -29,7 +28,7 @@ def unauthorized(message: str) -> ApiError:
 
 
 def check_user_id(user_id: str, source: str) -> str:
-    if not USER_ID.match(user_id):
+    if not is_user_id(user_id):
         raise unauthorized(f"{source} must be 1-200 letters, digits or ._@:|+-")
     return user_id
 

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from easyclaw.core.ids import USER_ID_PATTERN
 from easyclaw.core.jobtypes import InvalidPayloadError, JobTypeRegistry, UnknownJobTypeError
 
 
@@ -30,7 +31,9 @@ class EasyClawJobSpec(BaseModel):
 
     type: str = Field(min_length=1, max_length=64)
     payload: dict[str, Any]
-    user_id: str = Field(alias="userId", pattern=r"^[\w.@:|+-]{1,200}$")
+    # pydantic matches patterns with Rust's regex engine, where `$` is the end of the
+    # text (Python's `$` would also accept a trailing newline).
+    user_id: str = Field(alias="userId", pattern=f"^{USER_ID_PATTERN}$")
     conversation_id: UUID | None = Field(None, alias="conversationId")
     priority: int = Field(0, ge=-1000, le=1000)
     max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=100)

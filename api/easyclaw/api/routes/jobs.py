@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Annotated, Any
 from uuid import UUID
@@ -25,6 +26,9 @@ router = APIRouter(
 MAX_WAIT_SECONDS = 60.0
 # A long-poll re-reads the job at least this often, in case a notification was missed.
 WAIT_RECHECK_SECONDS = 5.0
+# The forms of a job id this API prints (and the bare 32 hex digits); UUID() alone
+# would also take braces, a urn: prefix and surrounding whitespace.
+JOB_ID = re.compile(r"[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}")
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -37,10 +41,9 @@ def job_not_found(job_id: str) -> ApiError:
 
 def parse_job_id(job_id: str) -> UUID:
     """Job ids are UUIDs; anything else cannot name a job, so it is simply not found."""
-    try:
-        return UUID(job_id)
-    except ValueError:
-        raise job_not_found(job_id) from None
+    if not JOB_ID.fullmatch(job_id):
+        raise job_not_found(job_id)
+    return UUID(job_id)
 
 
 @router.post(

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 _R = TypeVar("_R")
 
 ENTRY_POINT_GROUP = "easyclaw.job_types"
-TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+TYPE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 Effect = Callable[["AsyncConn"], Awaitable[None]]
 Handler = Callable[["JobContext"], Awaitable[Any]]
@@ -69,7 +69,7 @@ class JobType:
     on success the workspace is stored as the next version."""
 
     def __post_init__(self) -> None:
-        if not TYPE_NAME.match(self.name):
+        if not TYPE_NAME.fullmatch(self.name):
             raise ValueError(
                 f"job type name {self.name!r} must be upper case letters, digits and _ "
                 "(like CHAT or SEND_EMAIL)"
