@@ -262,19 +262,36 @@ def as_cursor(value: object) -> str:
 
 async def test_a_cursor_this_api_did_not_return_is_rejected(client: httpx.AsyncClient) -> None:
     await submit(client)
+    good = (await client.get("/jobs", params={"limit": 1})).json()["nextCursor"]
+    created_at, job_id = orjson.loads(base64.urlsafe_b64decode(good + "=" * (-len(good) % 4)))
     for cursor in [
         "garbage",
         "!!!",
         "é",
+        "x" * 201,
         as_cursor(None),
         as_cursor({"a": 1}),
         as_cursor([1, 2]),
         as_cursor(["2024-01-01T00:00:00+00:00", "not-a-uuid"]),
         as_cursor(["not-a-date", str(uuid4())]),
         as_cursor(["2024-01-01T00:00:00+00:00", str(uuid4()), "extra"]),
+        # Both were a 500 (and a dropped connection): elements of the wrong type.
+        as_cursor(["2024-01-01T00:00:00+00:00", 1]),
+        as_cursor(["2024-01-01T00:00:00+00:00", [1]]),
+        as_cursor([{"a": 1}, str(uuid4())]),
+        as_cursor(["2024-01-01T00:00:00", str(uuid4())]),  # no time zone
+        as_cursor(["2024-01-01T00:00:00+00:00:30", str(uuid4())]),  # offset in seconds
+        as_cursor([created_at, job_id.replace("-", "")]),  # another spelling of a real one
+        good + "=",
+        good[:-1],
     ]:
         response = await client.get("/jobs", params={"cursor": cursor})
-        assert_error(response, 422, "INVALID_CURSOR")
+        code = "INVALID_CURSOR" if len(cursor) <= 200 else "VALIDATION_ERROR"
+        error = assert_error(response, 422, code)
+        assert "cursor" in error["message"], (cursor, error)
+        assert error["details"][0]["field"].endswith("cursor"), (cursor, error)
+        assert response.headers.get("connection") != "close", cursor
+    assert (await client.get("/jobs", params={"cursor": good})).status_code == 200
 
 
 async def test_concurrent_submissions_all_land(

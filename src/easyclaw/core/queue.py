@@ -21,7 +21,7 @@ import binascii
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -193,6 +193,10 @@ async def find_job_by_idempotency_key(
     return Job.from_row(row) if row else None
 
 
+MAX_CURSOR_LENGTH = 200
+"""Longer than any cursor this API writes (about 110 characters)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ListCursor:
     """Where the previous page ended: the (created_at, id) of its last job."""
@@ -206,13 +210,31 @@ class ListCursor:
 
     @classmethod
     def decode(cls, token: str) -> ListCursor:
-        """Parse a cursor from a previous page; ValueError if it is not one."""
+        """Parse a cursor from a previous page; ValueError for anything else.
+
+        Strict: only the exact text ``encode`` writes is accepted (two strings, an
+        ISO time with a whole-minute UTC offset and a UUID), so a tampered token is
+        a ValueError here, never an error further down.
+        """
+        if len(token) > MAX_CURSOR_LENGTH:
+            raise ValueError("cursor is not one this API returned")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            created_at, job_id = orjson.loads(raw)
-            return cls(created_at=datetime.fromisoformat(created_at), job_id=UUID(job_id))
-        except (binascii.Error, ValueError, TypeError) as error:
+            value = orjson.loads(raw)
+        except (binascii.Error, ValueError) as error:
             raise ValueError("cursor is not one this API returned") from error
+        if not (
+            isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
+        ):
+            raise ValueError("cursor is not one this API returned")
+        try:
+            cursor = cls(created_at=datetime.fromisoformat(value[0]), job_id=UUID(value[1]))
+        except ValueError as error:
+            raise ValueError("cursor is not one this API returned") from error
+        offset = cursor.created_at.utcoffset()
+        if offset is None or offset % timedelta(minutes=1) or cursor.encode() != token:
+            raise ValueError("cursor is not one this API returned")
+        return cursor
 
 
 async def list_jobs(

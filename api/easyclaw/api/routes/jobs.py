@@ -187,7 +187,10 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: JobStatus | None = None,
     type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    cursor: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=queue.MAX_CURSOR_LENGTH, description="nextCursor of the previous page"),
+    ] = None,
 ) -> JobsPublic:
     """The caller's jobs, newest first."""
     after = None
@@ -195,7 +198,12 @@ async def list_jobs(
         try:
             after = queue.ListCursor.decode(cursor)
         except ValueError as error:
-            raise ApiError(422, "INVALID_CURSOR", str(error)) from None
+            raise ApiError(
+                422,
+                "INVALID_CURSOR",
+                f"cursor: {error}; pass the nextCursor of a previous page, or none",
+                details=[{"field": "cursor", "message": str(error), "type": "invalid_cursor"}],
+            ) from None
     async with pooled(state.pool) as conn:
         jobs = await queue.list_jobs(
             conn, user_id=user_id, limit=limit, status=status, type=type, after=after
