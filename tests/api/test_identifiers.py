@@ -13,7 +13,7 @@ from easyclaw.api.auth import Authenticator
 from easyclaw.api.errors import ApiError
 from easyclaw.core.settings import Settings
 from tests.api.conftest import assert_error, submit
-from tests.conftest import ApiServer
+from tests.support.api_server import ApiServer
 
 
 async def test_a_user_id_with_a_trailing_newline_is_refused(settings: Settings) -> None:
