@@ -23,8 +23,10 @@ from easyclaw.core.migrations import migrate
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.settings import Settings
 from easyclaw.worker.completions import CompletionRecorder, FinishedAttempt, Recorded
-from tests.conftest import WorkerProcesses, drop_database, make_settings
+from tests.support.databases import drop_database
 from tests.support.jobtypes import POISON_RESULT
+from tests.support.processes import WorkerProcesses
+from tests.support.settings import make_settings
 from tests.worker.helpers import USER, Conn, enqueue, get, registered_worker, wait_all_finished
 
 

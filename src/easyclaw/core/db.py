@@ -31,6 +31,9 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     psycopg_pool.PoolTimeout,
     psycopg_pool.TooManyRequests,
     psycopg.InterfaceError,
+    # The server ended a session left idle inside a transaction (this process
+    # was paused): the write may simply be tried again, the lease fences it.
+    psycopg.errors.IdleInTransactionSessionTimeout,
 )
 
 
@@ -39,6 +42,13 @@ def connection_kwargs(settings: Settings, application_name: str) -> dict[str, An
     options = []
     if settings.db_statement_timeout_ms:
         options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
+    if settings.db_idle_in_transaction_timeout_ms:
+        # A process stopped between BEGIN and COMMIT (SIGSTOP, a frozen VM) would
+        # keep its rows locked for good, and SKIP LOCKED would never reap them.
+        options.append(
+            "-c idle_in_transaction_session_timeout="
+            f"{settings.db_idle_in_transaction_timeout_ms}"
+        )
     kwargs: dict[str, Any] = {
         "autocommit": True,
         "application_name": application_name,

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         3.0, gt=0, description="how long a request waits for a pooled connection before 503"
     )
     db_statement_timeout_ms: int = Field(15_000, ge=0, description="0 disables the limit")
+    db_idle_in_transaction_timeout_ms: int = Field(
+        60_000,
+        ge=0,
+        description="the server ends a session idle this long inside a transaction (a paused "
+        "worker's locks are released, so its leases can be reaped); 0 disables it",
+    )
     db_prepare_statements: bool = Field(
         True,
         description="server-side prepared statements; disable behind PgBouncer (transaction mode)",
