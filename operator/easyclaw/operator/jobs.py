@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from easyclaw.core import queue
+from easyclaw.core.conversations import user_has_conversation
 from easyclaw.core.db import AsyncPool, pooled
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import Job
@@ -22,7 +23,7 @@ async def submit_job(
     replayed ADDED event (or a retried handler) returns the job the first one created."""
     async with pooled(pool) as conn:
         await queue.ensure_user(conn, request.user_id)
-        if request.conversation_id is not None and not await queue.conversation_belongs_to_user(
+        if request.conversation_id is not None and not await user_has_conversation(
             conn, request.conversation_id, request.user_id
         ):
             raise InvalidSpecError(

@@ -16,6 +16,7 @@ TITLE_LENGTH = 80
 
 
 async def user_has_conversation(conn: AsyncConn, conversation_id: UUID, user_id: str) -> bool:
+    """Whether the conversation exists and is this user's (the one ownership check)."""
     cursor = await conn.execute(
         query("get_user_conversation"), {"id": conversation_id, "user_id": user_id}
     )

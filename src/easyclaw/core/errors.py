@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 
 class JobError(Exception):
     """Base class for errors raised deliberately by job handlers."""
@@ -17,6 +20,33 @@ class RetryableJobError(JobError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def retry_after_seconds(header: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds an HTTP ``Retry-After`` header asks to wait, within [0, 1 hour].
+
+    Both forms are read: delta-seconds and an HTTP date. Anything else is
+    None, and the job's own backoff decides.
+    """
+    if header is None:
+        return None
+    value = header.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 class PermanentJobError(JobError):

@@ -56,16 +56,6 @@ async def ensure_user(conn: AsyncConn, user_id: str, *, free_credits: Decimal | 
     return bool(row and row[0])
 
 
-async def conversation_belongs_to_user(
-    conn: AsyncConn, conversation_id: UUID, user_id: str
-) -> bool:
-    cursor = await conn.execute(
-        query("conversation_belongs_to_user"), {"id": conversation_id, "user_id": user_id}
-    )
-    row = await cursor.fetchone()
-    return bool(row and row[0])
-
-
 # ---------------------------------------------------------------- enqueue
 
 

@@ -15,6 +15,7 @@ from easyclaw.api.deps import CurrentUser, StateDep, reject_repeated_query_param
 from easyclaw.api.errors import ApiError
 from easyclaw.api.schemas import ErrorPublic, JobCreate, JobCreated, JobPublic, JobsPublic
 from easyclaw.core import billing, queue
+from easyclaw.core.conversations import user_has_conversation
 from easyclaw.core.db import pooled
 from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
 from easyclaw.core.models import Job, JobStatus
@@ -98,7 +99,7 @@ async def create_job(
                     "INSUFFICIENT_CREDITS",
                     f"your credit balance is {balance or 0:f}; add credits to submit jobs",
                 )
-        if body.conversation_id is not None and not await queue.conversation_belongs_to_user(
+        if body.conversation_id is not None and not await user_has_conversation(
             conn, body.conversation_id, user_id
         ):
             raise ApiError(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from easyclaw.core.errors import PermanentJobError, RetryableJobError
+from easyclaw.core.errors import PermanentJobError, RetryableJobError, retry_after_seconds
 
 MAX_REDIRECTS = 5
 ALLOWED_SCHEMES = frozenset({"http", "https"})
@@ -171,7 +171,7 @@ async def _get(
         if status == 429 or status >= 500:
             raise RetryableJobError(
                 f"{url} answered {status} {response.reason_phrase}",
-                retry_after=_retry_after(response.headers.get("retry-after")),
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
         if status >= 400:
             raise PermanentJobError(f"{url} answered {status} {response.reason_phrase}")
@@ -198,9 +198,3 @@ def _too_large(url: httpx.URL, max_bytes: int, size: str) -> str:
     return (
         f"{url} is too large ({size}; the limit is {max_bytes} bytes, EASYCLAW_RESEARCH_MAX_BYTES)"
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is not None and value.strip().isdigit():
-        return min(float(value), 3600.0)
-    return None

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from easyclaw.core.errors import retry_after_seconds
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.llm import ChatMessage, ChatReply, ProviderError, ProviderRetryableError
 
@@ -70,7 +71,7 @@ class OpenAIProvider:
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
             raise ProviderRetryableError(
                 f"{self.url} answered {response.status_code}: {_error_text(response)}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
         if response.status_code >= 400:
             raise ProviderError(
@@ -120,13 +121,3 @@ def _error_text(response: httpx.Response) -> str:
         if isinstance(error, str):
             return error[:MAX_ERROR_TEXT]
     return response.text[:MAX_ERROR_TEXT]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: let the job's backoff decide

@@ -33,9 +33,6 @@ INSERT INTO jobs (id, user_id, type, input_payload, priority, max_attempts)
 SELECT id, %(user_id)s, %(type)s, payload, %(priority)s, %(max_attempts)s
 FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[]) AS batch(id, payload);
 
--- name: conversation_belongs_to_user
-SELECT EXISTS (SELECT 1 FROM conversations WHERE id = %(id)s AND user_id = %(user_id)s);
-
 -- name: get_job_by_idempotency_key
 SELECT * FROM jobs WHERE user_id = %(user_id)s AND idempotency_key = %(idempotency_key)s;
 
