@@ -63,7 +63,7 @@ bench: $(VENV)/.installed-dev ## queue benchmark (prints a table, appends to doc
 bench-compare: $(VENV)/.installed-bench ## EasyClaw vs PgQueuer, Procrastinate, Celery, baseline (~10 min; writes docs/benchmarks.md and .png)
 	$(BIN)/python -m bench.compare
 
-growth: $(VENV)/.installed-dev ## claim and count-query times with 10k/100k/1M finished jobs (writes docs/benchmarks.md)
+growth: $(VENV)/.installed-dev ## claim, scaler and queue_stats times with 10k/100k/1M/10M finished jobs (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.growth
 
 drills: $(VENV)/.installed-dev ## long failure drills: SIGKILL, database restart, SIGTERM (issue sizes)

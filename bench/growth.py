@@ -1,15 +1,22 @@
-"""Growth: do claims and the autoscaler's count query stay flat as finished jobs pile up?
+"""Growth: do claims, the autoscaler's query and queue_stats stay flat as finished jobs pile up?
 
-Run with ``make growth`` (or ``python -m bench.growth``). With 10k, 100k and
-1M finished jobs in the table (bulk-inserted with generate_series, finished
-8-30 days ago), and again after retention has deleted them all, it measures:
+Run with ``make growth`` (or ``python -m bench.growth``). With 10k, 100k, 1M
+and 10M finished jobs in the table (bulk-inserted with generate_series,
+finished 8-30 days ago), and again after retention has deleted them all, it
+measures:
 
 * claim throughput: 20,000 PENDING jobs claimed 256 at a time and completed
   in batches by this process (the database side of a worker, no handlers);
 * the KEDA scaler query (charts/easyclaw/files/scaler-query.sql) and the
-  queue_stats query behind ``GET /stats`` and the metrics mirror: median and
-  p99 over repeated runs;
-* EXPLAIN (ANALYZE, BUFFERS) of the claim and the scaler query at each size.
+  queue_stats query behind ``GET /stats``, the API's queue gauges
+  (``/metrics``) and the metrics mirror: median and p99 over repeated runs,
+  and whether its finished totals equal a row-by-row count;
+* the fold that keeps queue_stats short to read (workers' maintenance);
+* EXPLAIN (ANALYZE, BUFFERS) of the claim, the scaler query and queue_stats.
+
+Before the sizes it measures what the finished-job counting triggers
+(migration 0005) cost the claim + complete loop: runs alternate with the
+triggers enabled and disabled, in the same run.
 
 It prints the table and plans and replaces its section of docs/benchmarks.md.
 """
@@ -148,42 +155,89 @@ async def timed(conn: Conn, sql: str, params: Any, repeats: int) -> tuple[float,
     return median(times), percentile(times, 0.99)
 
 
+COUNTING_TRIGGERS = ("jobs_inserted_count", "jobs_updated_count", "jobs_deleted_count")
+
+
+async def counting_trigger_cost(
+    conn: Conn, jobs: int, rounds: int
+) -> tuple[list[float], list[float]]:
+    """claim + complete jobs/s with the counting triggers on and off, alternating."""
+    on, off = [], []
+    for _ in range(rounds):
+        for enabled, rates in ((True, on), (False, off)):
+            verb = "ENABLE" if enabled else "DISABLE"
+            for trigger in COUNTING_TRIGGERS:
+                await conn.execute(f"ALTER TABLE jobs {verb} TRIGGER {trigger}".encode())
+            try:
+                rate, _ = await claim_throughput(conn, jobs)
+            finally:
+                for trigger in COUNTING_TRIGGERS:
+                    await conn.execute(f"ALTER TABLE jobs ENABLE TRIGGER {trigger}".encode())
+            rates.append(rate)
+    return on, off
+
+
+async def totals_are_exact(conn: Conn) -> bool:
+    stats = await queue.queue_stats(conn)
+    cursor = await conn.execute(
+        "SELECT count(*) FILTER (WHERE status = 'COMPLETED'), "
+        "count(*) FILTER (WHERE status = 'FAILED'), "
+        "count(*) FILTER (WHERE status = 'CANCELLED') FROM jobs"
+    )
+    row = await cursor.fetchone()
+    return row == (stats.completed, stats.failed, stats.cancelled)
+
+
 async def measure(conn: Conn, label: str, args: argparse.Namespace) -> tuple[list[str], str]:
     finished = await finished_count(conn)
     rate, claim_plan = await claim_throughput(conn, args.claim_jobs)
+    fold_ms = await timed(conn, query("fold_job_status_changes"), None, 20)
     # A realistic backlog while the counts run: some ready, some running.
     await queue.enqueue_many(conn, user_id=USER, type="ECHO", payloads=[{}] * 1000)
     await queue.claim_jobs(conn, worker_id=WORKER, types=["ECHO"], limit=100, lease_seconds=600)
     await conn.execute("ANALYZE jobs")
     scaler = scaler_query()
     scaler_ms = await timed(conn, scaler, None, args.repeats)
-    stats_ms = await timed(conn, query("queue_stats"), {"worker_alive_seconds": 60}, 50)
+    stats_params = {"worker_alive_seconds": 60}
+    stats_ms = await timed(conn, query("queue_stats"), stats_params, args.repeats)
     scaler_plan = await explain(conn, scaler)
+    stats_plan = await explain(conn, query("queue_stats"), stats_params)
+    exact = await totals_are_exact(conn)
     await conn.execute("DELETE FROM jobs WHERE finished_at IS NULL")
     row = [
         label,
         f"{finished:,}",
         f"{rate:,.0f}",
         f"{scaler_ms[0]:.2f} / {scaler_ms[1]:.2f}",
-        f"{stats_ms[0]:.1f} / {stats_ms[1]:.1f}",
+        f"{stats_ms[0]:.2f} / {stats_ms[1]:.2f}",
+        "yes" if exact else "**no**",
+        f"{fold_ms[0]:.2f}",
     ]
     plans = (
         f"#### {label}: claim of 256 with {args.claim_jobs:,} pending\n\n```\n{claim_plan}\n```\n\n"
-        f"#### {label}: scaler query with 1,000 jobs pending or running\n\n```\n{scaler_plan}\n```"
+        f"#### {label}: scaler query with 1,000 jobs pending or running\n\n"
+        f"```\n{scaler_plan}\n```\n\n"
+        f"#### {label}: queue_stats\n\n```\n{stats_plan}\n```"
     )
     print(" | ".join(row), flush=True)
     return row, plans
 
 
-async def run(url: str, args: argparse.Namespace) -> tuple[list[list[str]], list[str], str]:
+async def run(
+    url: str, args: argparse.Namespace
+) -> tuple[list[list[str]], list[str], str, tuple[list[float], list[float]]]:
     rows, plans = [], []
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await queue.ensure_user(conn, USER)
+        triggers = await counting_trigger_cost(conn, args.claim_jobs, args.trigger_rounds)
+        print(f"claim + complete with counting triggers on {triggers[0]}, off {triggers[1]}")
         for size in args.sizes:
             missing = size - await finished_count(conn)
             started = time.perf_counter()
-            if missing > 0:
-                await conn.execute(INSERT_FINISHED.encode(), {"user": USER, "count": missing})
+            while missing > 0:  # in chunks: each statement's trigger counts its rows
+                chunk = min(missing, 1_000_000)
+                await conn.execute(INSERT_FINISHED.encode(), {"user": USER, "count": chunk})
+                missing -= chunk
             await conn.execute("VACUUM ANALYZE jobs")
             print(f"{size:,} finished jobs in place ({time.perf_counter() - started:.0f} s)")
             row, plan = await measure(conn, f"{size:,} finished", args)
@@ -204,7 +258,7 @@ async def run(url: str, args: argparse.Namespace) -> tuple[list[list[str]], list
         row, plan = await measure(conn, "after retention", args)
         rows.append(row)
         plans.append(plan)
-    return rows, plans, retention
+    return rows, plans, retention, triggers
 
 
 def write_report(body: str) -> None:
@@ -225,15 +279,18 @@ def main() -> None:
     parser.add_argument(
         "--sizes",
         type=lambda text: [int(size) for size in text.split(",")],
-        default=[10_000, 100_000, 1_000_000],
+        default=[10_000, 100_000, 1_000_000, 10_000_000],
     )
+    parser.add_argument("--trigger-rounds", type=int, default=3)
     parser.add_argument("--claim-jobs", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=200, help="runs of the scaler query")
+    parser.add_argument(
+        "--repeats", type=int, default=200, help="runs of the scaler query and queue_stats"
+    )
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args()
     url, server = database(reset=True)
     try:
-        rows, plans, retention = asyncio.run(run(url, args))
+        rows, plans, retention, (on, off) = asyncio.run(run(url, args))
         pg = server_version(url)
     finally:
         if server is not None:
@@ -246,8 +303,17 @@ def main() -> None:
             "claim + complete, jobs/s",
             "scaler query ms (median / p99)",
             "queue_stats ms (median / p99)",
+            "totals exact",
+            "fold ms",
         ],
         rows,
+    )
+    trigger_table = markdown_table(
+        ["counting triggers", "claim + complete jobs/s (median)", "runs"],
+        [
+            ["enabled", f"{median(on):,.0f}", ", ".join(f"{rate:,.0f}" for rate in on)],
+            ["disabled", f"{median(off):,.0f}", ", ".join(f"{rate:,.0f}" for rate in off)],
+        ],
     )
     body = (
         f"## Growth (`make growth` → `bench/growth.py`, {stamp})\n\n"
@@ -257,6 +323,10 @@ def main() -> None:
         f"`charts/easyclaw/files/scaler-query.sql` with `:cap` = {SCALER_CAP}, "
         f"{args.repeats} runs, with 1,000 jobs pending or running.\n\n"
         f"{table}\n\n{retention}\n\n"
+        "What the finished-job counting triggers (migration 0005) cost the claim + "
+        f"complete loop, alternating runs with them enabled and disabled ({args.claim_jobs:,} "
+        "jobs each, before the finished jobs are inserted):\n\n"
+        f"{trigger_table}\n\n"
         "<details><summary>Query plans (EXPLAIN ANALYZE, BUFFERS)</summary>\n\n"
         + "\n\n".join(plans)
         + "\n\n</details>\n"

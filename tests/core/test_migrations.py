@@ -81,7 +81,7 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "meta": "jsonb",
     },
 }
-BOOKKEEPING_TABLES = {"schema_migrations", "workers"}
+BOOKKEEPING_TABLES = {"schema_migrations", "workers", "job_status_totals", "job_status_changes"}
 
 
 def _pg_bin(name: str) -> str:

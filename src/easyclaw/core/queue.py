@@ -478,7 +478,16 @@ async def delete_finished_jobs(
     return deleted
 
 
+async def fold_job_status_changes(conn: AsyncConn) -> int:
+    """Keep the finished-job counters short to read (any worker's maintenance runs it);
+    returns how many change rows it folded (0 when another session was folding)."""
+    cursor = await conn.execute(query("fold_job_status_changes"))
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def queue_stats(conn: AsyncConn, *, worker_alive_seconds: float = 60.0) -> QueueStats:
+    """Queue-wide counts; the same cost at any number of finished jobs (migration 0005)."""
     cursor = conn.cursor(row_factory=dict_row)
     await cursor.execute(query("queue_stats"), {"worker_alive_seconds": worker_alive_seconds})
     row = await cursor.fetchone()

@@ -421,7 +421,8 @@ class Worker:
     # ------------------------------------------------------------ maintenance
 
     async def _maintenance_loop(self) -> None:
-        """Reap leases of dead workers; delete old finished jobs now and then."""
+        """Reap leases of dead workers, fold the finished-job counters; delete old
+        finished jobs now and then."""
         interval = self.settings.worker_maintenance_interval_seconds
         retention_every = max(1, round(60 / interval))
         rounds = 0
@@ -431,6 +432,7 @@ class Worker:
             try:
                 async with pooled(self.pool) as conn:
                     await self._reap(conn)
+                    await queue.fold_job_status_changes(conn)
                     if self.settings.retention_hours > 0 and rounds % retention_every == 0:
                         deleted = await queue.delete_finished_jobs(
                             conn,

@@ -238,24 +238,83 @@ WITH old AS (
 DELETE FROM jobs AS j USING old WHERE j.id = old.id;
 
 -- name: queue_stats
--- The numbers the autoscaler, `easyclaw stats` and the metrics mirror report.
--- Each count is answered from a partial index.
+-- The numbers the autoscaler, `easyclaw stats` and the metrics mirror report,
+-- at the same cost whatever the table holds. PENDING and RUNNING are counted
+-- from their partial indexes (only unfinished jobs are in them); finished
+-- totals and recent counts are sums over job_status_totals and the short
+-- job_status_changes log (migration 0005). "Recent" is to the second: a job
+-- that finished in the second the window starts in is counted.
+WITH changes AS (
+    SELECT status,
+           sum(delta) AS delta,
+           sum(delta) FILTER (
+               WHERE finished_second >= date_trunc('second', now() - interval '5 minutes')
+           ) AS last_5_minutes,
+           sum(delta) FILTER (
+               WHERE finished_second >= date_trunc('second', now() - interval '1 minute')
+           ) AS last_minute
+    FROM job_status_changes
+    GROUP BY status
+), finished AS (
+    SELECT s.status,
+           (coalesce(t.total, 0) + coalesce(c.delta, 0))::bigint AS total,
+           coalesce(c.last_5_minutes, 0)::bigint AS last_5_minutes,
+           coalesce(c.last_minute, 0)::bigint AS last_minute
+    FROM (VALUES ('COMPLETED'), ('FAILED'), ('CANCELLED')) AS s (status)
+    LEFT JOIN job_status_totals AS t ON t.status = s.status
+    LEFT JOIN changes AS c ON c.status = s.status
+)
 SELECT
     (SELECT count(*) FROM jobs WHERE status = 'PENDING') AS pending,
     (SELECT count(*) FROM jobs WHERE status = 'PENDING' AND run_at <= now()) AS ready,
     (SELECT count(*) FROM jobs WHERE status = 'RUNNING') AS running,
-    (SELECT count(*) FROM jobs WHERE status = 'COMPLETED') AS completed,
-    (SELECT count(*) FROM jobs WHERE status = 'FAILED') AS failed,
-    (SELECT count(*) FROM jobs WHERE status = 'CANCELLED') AS cancelled,
-    (SELECT count(*) FROM jobs
-     WHERE status = 'FAILED' AND finished_at > now() - interval '5 minutes') AS recent_failures,
-    (SELECT count(*) FROM jobs
-     WHERE status = 'COMPLETED' AND finished_at > now() - interval '1 minute') AS completed_last_minute,
+    (SELECT total FROM finished WHERE status = 'COMPLETED') AS completed,
+    (SELECT total FROM finished WHERE status = 'FAILED') AS failed,
+    (SELECT total FROM finished WHERE status = 'CANCELLED') AS cancelled,
+    (SELECT last_5_minutes FROM finished WHERE status = 'FAILED') AS recent_failures,
+    (SELECT last_minute FROM finished WHERE status = 'COMPLETED') AS completed_last_minute,
     (SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 FROM jobs
      WHERE status = 'PENDING' AND run_at <= now()) AS oldest_pending_age_seconds,
     (SELECT count(*) FROM workers
      WHERE stopped_at IS NULL
        AND last_seen_at > now() - make_interval(secs => %(worker_alive_seconds)s)) AS live_workers;
+
+-- name: fold_job_status_changes
+-- Keep the job_status_changes log short (migration 0005): changes older than
+-- any "recent" window move into job_status_totals, and recent seconds that have
+-- several rows become one. Rows of transactions still in flight are not visible
+-- here and wait for the next fold, so nothing is lost or counted twice. One
+-- session folds at a time; the others skip ("EasyClaw" + 2 as the lock key).
+WITH fold_lock AS (
+    SELECT pg_try_advisory_xact_lock(4999404026017374585) AS acquired
+), moved AS (
+    DELETE FROM job_status_changes AS c
+    WHERE (SELECT acquired FROM fold_lock)
+      AND (c.finished_second IS NULL
+           OR c.finished_second < now() - interval '6 minutes'
+           OR (c.status, c.finished_second) IN (
+               SELECT status, finished_second
+               FROM job_status_changes
+               WHERE finished_second >= now() - interval '6 minutes'
+               GROUP BY status, finished_second
+               HAVING count(*) > 1))
+    RETURNING c.status, c.finished_second, c.delta
+), totalled AS (
+    INSERT INTO job_status_totals AS t (status, total)
+    SELECT status, sum(delta)
+    FROM moved
+    WHERE finished_second IS NULL OR finished_second < now() - interval '6 minutes'
+    GROUP BY status
+    ON CONFLICT (status) DO UPDATE SET total = t.total + EXCLUDED.total
+), compacted AS (
+    INSERT INTO job_status_changes (status, finished_second, delta)
+    SELECT status, finished_second, sum(delta)
+    FROM moved
+    WHERE finished_second >= now() - interval '6 minutes'
+    GROUP BY status, finished_second
+    HAVING sum(delta) <> 0
+)
+SELECT count(*) AS folded FROM moved;
 
 -- name: metrics_mirror_try_lock
 -- Exactly one metrics mirror publishes: the one whose session holds this lock
