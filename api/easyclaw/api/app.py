@@ -27,13 +27,14 @@ def create_app(
     settings = settings or Settings()
     registry = registry or load_registry(settings)
     http = httpx.AsyncClient()
+    # One pool per process. Checking a connection on checkout costs one round
+    # trip and means no request fails on a connection a DB restart killed.
+    pool = create_pool(settings, application_name="easyclaw-api", check_on_checkout=True)
     state = ApiState(
         settings=settings,
         registry=registry,
-        # One pool per process. Checking a connection on checkout costs one round
-        # trip and means no request fails on a connection a DB restart killed.
-        pool=create_pool(settings, application_name="easyclaw-api", check_on_checkout=True),
-        waiters=JobWaiters(settings),
+        pool=pool,
+        waiters=JobWaiters(settings, pool),
         authenticator=Authenticator(settings, http),
         http=http,
         users=KnownUsers(free_credits=settings.free_tier_credits),
@@ -43,13 +44,13 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Start even if the database is down: /readyz says so, and requests get 503.
         await state.pool.open(wait=False)
-        listener = asyncio.create_task(state.waiters.listener.run(), name="api-listener")
+        waiters = asyncio.create_task(state.waiters.run(), name="api-long-poll-waiters")
         try:
             yield
         finally:
-            listener.cancel()
+            waiters.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await listener
+                await waiters
             await state.pool.close()
             await http.aclose()
 

@@ -170,6 +170,13 @@ async def get_job(conn: AsyncConn, job_id: UUID, *, user_id: str | None) -> Job 
     return Job.from_row(row) if row else None
 
 
+async def get_jobs(conn: AsyncConn, job_ids: Sequence[UUID]) -> list[Job]:
+    """The jobs among ``job_ids`` that exist, in no particular order, whoever owns them."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(query("get_jobs"), {"ids": list(job_ids)})
+    return [Job.from_row(row) for row in await cursor.fetchall()]
+
+
 async def find_job_by_idempotency_key(
     conn: AsyncConn, *, user_id: str, idempotency_key: str
 ) -> Job | None:

@@ -42,6 +42,10 @@ SELECT * FROM jobs WHERE id = %(id)s AND user_id = %(user_id)s;
 -- name: get_job_any_user
 SELECT * FROM jobs WHERE id = %(id)s;
 
+-- name: get_jobs
+-- Many jobs by id in one round trip (the API's long-poll waiters re-read in batches).
+SELECT * FROM jobs WHERE id = ANY(%(ids)s::uuid[]);
+
 -- name: list_jobs
 -- A user's jobs, newest first; the cursor is the (created_at, id) of the last row seen.
 SELECT * FROM jobs
