@@ -38,7 +38,7 @@ async def test_a_user_without_credits_gets_402_and_no_job(api: ApiServer, conn: 
         # a fresh API process would not have the user cached either way
         response = await client.post("/jobs", json=CHAT_JOB)
         body = assert_error(response, 402, "INSUFFICIENT_CREDITS")
-        assert "balance is 0" in body["message"]
+        assert "which is 0, is not above zero" in body["message"]
         await conn.execute("UPDATE users SET credits_balance = -1.25 WHERE id = 'broke'")
         assert_error(await client.post("/jobs", json=GUIDE_JOB), 402, "INSUFFICIENT_CREDITS")
     jobs = await fetch_value(conn, "SELECT count(*) FROM jobs WHERE user_id = 'broke'")

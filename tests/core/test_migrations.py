@@ -376,3 +376,25 @@ async def test_claim_query_uses_the_partial_pending_index(conn: Conn) -> None:
     plan = "\n".join(row[0] for row in await cursor.fetchall())
     assert "jobs_pending_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
+
+
+async def test_pending_jobs_with_a_far_past_run_at_get_their_submission_time(
+    empty_database_url: str,
+) -> None:
+    # As if a job had been submitted with runAt 0002-01-01 before 0003 existed.
+    await migrate(empty_database_url)
+    async with await psycopg.AsyncConnection.connect(empty_database_url, autocommit=True) as conn:
+        await conn.execute("INSERT INTO users (id) VALUES ('alice')")
+        await conn.execute(
+            "INSERT INTO jobs (user_id, type, run_at, status, finished_at) VALUES "
+            "('alice', 'ECHO', '0002-01-01', 'PENDING', NULL), "
+            "('alice', 'ECHO', '0002-01-01', 'COMPLETED', now()), "
+            "('alice', 'ECHO', now() + interval '1 hour', 'PENDING', NULL)"
+        )
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+    assert [m.version for m in await migrate(empty_database_url)] == [3]
+    rows = await _fetch(
+        empty_database_url,
+        "SELECT status, run_at = created_at, run_at > created_at FROM jobs ORDER BY status, run_at",
+    )
+    assert rows == [("COMPLETED", False, False), ("PENDING", True, False), ("PENDING", False, True)]

@@ -14,11 +14,12 @@ from easyclaw.api.auth import Authenticator
 from easyclaw.api.errors import install_error_handlers
 from easyclaw.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from easyclaw.api.routes import health, jobs, stats
-from easyclaw.api.state import ApiState, KnownUsers
+from easyclaw.api.state import ApiState
 from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.settings import Settings
+from easyclaw.core.submission import KnownUsers
 
 
 def create_app(

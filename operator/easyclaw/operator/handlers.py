@@ -64,7 +64,7 @@ async def create_job(
     settings = runtime.settings
     try:
         request = parse_spec(spec, runtime.registry)
-        enqueued = await jobs.submit_job(runtime.pool, settings, request, uid=uid)
+        enqueued = await jobs.submit_job(runtime, request, uid=uid)
     except InvalidSpecError as error:
         message = str(error)
         patch.status.update(

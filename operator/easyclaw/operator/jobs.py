@@ -2,49 +2,48 @@
 
 from __future__ import annotations
 
+import dataclasses
 from uuid import UUID
 
-from easyclaw.core import queue
-from easyclaw.core.conversations import user_has_conversation
+from easyclaw.core import queue, submission
 from easyclaw.core.db import AsyncPool, pooled
+from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import Job
-from easyclaw.core.settings import Settings
+from easyclaw.core.submission import JobRequest
 from easyclaw.operator.resource import idempotency_key
-from easyclaw.operator.spec import InvalidSpecError, JobRequest
+from easyclaw.operator.runtime import OperatorRuntime
+from easyclaw.operator.spec import InvalidSpecError
 
 log = EventLogger("easyclaw.operator")
 
 
-async def submit_job(
-    pool: AsyncPool, settings: Settings, request: JobRequest, *, uid: str
-) -> queue.Enqueued:
-    """Enqueue the resource's job once: the resource uid is the idempotency key, so a
-    replayed ADDED event (or a retried handler) returns the job the first one created."""
-    async with pooled(pool) as conn:
-        await queue.ensure_user(conn, request.user_id)
-        if request.conversation_id is not None and not await user_has_conversation(
-            conn, request.conversation_id, request.user_id
-        ):
-            raise InvalidSpecError(
-                f"spec.conversationId: user {request.user_id!r} has no conversation "
-                f"{request.conversation_id}"
-            )
-        try:
-            return await queue.enqueue(
-                conn,
-                user_id=request.user_id,
-                type=request.type,
-                payload=request.payload,
-                conversation_id=request.conversation_id,
-                priority=request.priority,
-                max_attempts=request.max_attempts or settings.job_default_max_attempts,
-                idempotency_key=idempotency_key(uid),
-            )
-        except queue.IdempotencyConflictError as error:
-            # The spec changed after the job was created; the job keeps the original.
-            log.warning("operator.spec_changed", job_id=str(error.job.id), uid=uid)
-            return queue.Enqueued(job=error.job, created=False)
+async def submit_job(runtime: OperatorRuntime, request: JobRequest, *, uid: str) -> queue.Enqueued:
+    """Enqueue the resource's job once, through the same core path as ``POST /jobs``.
+
+    The resource uid is the idempotency key, so a replayed ADDED event (or a
+    retried handler) returns the job the first one created. What the core
+    refuses (no credits, another user's conversation) is an InvalidSpecError.
+    """
+    keyed = dataclasses.replace(request, idempotency_key=idempotency_key(uid))
+    try:
+        return await submission.submit_job(
+            runtime.pool,
+            keyed,
+            registry=runtime.registry,
+            settings=runtime.settings,
+            users=runtime.users,
+        )
+    except submission.UnknownConversationError as error:
+        raise InvalidSpecError(f"spec.conversationId: {error}") from None
+    except submission.JobRefusedError as error:
+        raise InvalidSpecError(str(error)) from None
+    except (UnknownJobTypeError, InvalidPayloadError) as error:
+        raise InvalidSpecError(str(error)) from None
+    except queue.IdempotencyConflictError as error:
+        # The spec changed after the job was created; the job keeps the original.
+        log.warning("operator.spec_changed", job_id=str(error.job.id), uid=uid)
+        return queue.Enqueued(job=error.job, created=False)
 
 
 async def find_job(pool: AsyncPool, *, job_id: UUID | None, user_id: str, uid: str) -> Job | None:

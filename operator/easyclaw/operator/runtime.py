@@ -14,6 +14,7 @@ from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.notifications import JOB_EVENTS, Listener
 from easyclaw.core.settings import Settings
+from easyclaw.core.submission import KnownUsers
 from easyclaw.operator.job_events import JobEventHub
 from easyclaw.operator.kube import KubeClient
 
@@ -28,6 +29,7 @@ class OperatorRuntime:
     hub: JobEventHub
     listener: Listener
     kube: KubeClient
+    users: KnownUsers
     connection: kopf.ConnectionInfo | None = None
     """Fixed Kubernetes credentials; None signs in with the pod's service account
     (or a kubeconfig outside a cluster)."""
@@ -67,6 +69,7 @@ async def operator_runtime(
             hub=hub,
             listener=listener,
             kube=kube,
+            users=KnownUsers(free_credits=settings.free_tier_credits),
             connection=connection,
         )
     finally:

@@ -10,7 +10,6 @@ the same job-type registry the API uses, before anything is enqueued.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from easyclaw.core.ids import USER_ID_PATTERN
 from easyclaw.core.jobtypes import InvalidPayloadError, JobTypeRegistry, UnknownJobTypeError
+from easyclaw.core.submission import PRIORITY_MAX, PRIORITY_MIN, JobRequest
 
 
 class InvalidSpecError(ValueError):
@@ -35,22 +35,9 @@ class EasyClawJobSpec(BaseModel):
     # text (Python's `$` would also accept a trailing newline).
     user_id: str = Field(alias="userId", pattern=f"^{USER_ID_PATTERN}$")
     conversation_id: UUID | None = Field(None, alias="conversationId")
-    priority: int = Field(0, ge=-1000, le=1000)
+    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
     max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=100)
     ttl_seconds_after_finished: int | None = Field(None, alias="ttlSecondsAfterFinished", ge=0)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class JobRequest:
-    """A validated spec: everything needed to enqueue the job."""
-
-    type: str
-    payload: dict[str, Any]
-    user_id: str
-    conversation_id: UUID | None
-    priority: int
-    max_attempts: int | None
-    """None: the job type's default, else the setting's."""
 
 
 def _describe(error: ValidationError) -> str:
@@ -62,7 +49,11 @@ def _describe(error: ValidationError) -> str:
 
 
 def parse_spec(spec: Mapping[str, Any], registry: JobTypeRegistry) -> JobRequest:
-    """The job this spec asks for, or InvalidSpecError saying, readably, what is wrong."""
+    """The job this spec asks for, or InvalidSpecError saying, readably, what is wrong.
+
+    The core's ``submit_job`` checks the request again (and applies the user and
+    billing rules); checking here too gives the resource a message naming spec fields.
+    """
     if "payload" in spec and not isinstance(spec["payload"], dict):
         raise InvalidSpecError(
             f"spec.payload must be an object, not {type(spec['payload']).__name__}"

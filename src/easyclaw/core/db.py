@@ -46,8 +46,7 @@ def connection_kwargs(settings: Settings, application_name: str) -> dict[str, An
         # A process stopped between BEGIN and COMMIT (SIGSTOP, a frozen VM) would
         # keep its rows locked for good, and SKIP LOCKED would never reap them.
         options.append(
-            "-c idle_in_transaction_session_timeout="
-            f"{settings.db_idle_in_transaction_timeout_ms}"
+            f"-c idle_in_transaction_session_timeout={settings.db_idle_in_transaction_timeout_ms}"
         )
     kwargs: dict[str, Any] = {
         "autocommit": True,

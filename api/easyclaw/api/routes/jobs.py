@@ -6,22 +6,23 @@ import re
 from typing import Annotated, Any
 from uuid import UUID
 
-import psycopg
 from fastapi import APIRouter, Depends, Header, Query, Response
 
 from easyclaw.api.deps import CurrentUser, StateDep, reject_repeated_query_parameters
 from easyclaw.api.errors import ApiError
 from easyclaw.api.schemas import ErrorPublic, JobCreate, JobCreated, JobPublic, JobsPublic
-from easyclaw.core import billing, queue
-from easyclaw.core.conversations import user_has_conversation
+from easyclaw.core import queue
 from easyclaw.core.db import pooled
 from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
 from easyclaw.core.models import Job, JobStatus
+from easyclaw.core.submission import JobRefusedError, JobRequest, submit_job
 
 router = APIRouter(
     prefix="/jobs", tags=["jobs"], dependencies=[Depends(reject_repeated_query_parameters)]
 )
 
+# HTTP status of each refusal of the core's submit_job (others are 422).
+REFUSAL_STATUS = {"INSUFFICIENT_CREDITS": 402, "USER_CHANGED": 409}
 MAX_WAIT_SECONDS = 60.0
 # The forms of a job id this API prints (and the bare 32 hex digits); UUID() alone
 # would also take braces, a urn: prefix and surrounding whitespace.
@@ -64,18 +65,10 @@ async def create_job(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
 ) -> JobCreated:
-    """Submit a job. It starts as PENDING; poll ``GET /jobs/{jobId}`` for its result."""
-    try:
-        job_type = state.registry.get(body.type)
-        payload = job_type.validate_payload(body.payload)
-    except UnknownJobTypeError as error:
-        raise ApiError(422, "UNKNOWN_JOB_TYPE", str(error)) from None
-    except InvalidPayloadError as error:
-        details = [
-            {"field": ".".join(map(str, p["loc"])), "message": p["msg"], "type": p["type"]}
-            for p in error.problems
-        ]
-        raise ApiError(422, "INVALID_PAYLOAD", str(error), details=details) from None
+    """Submit a job. It starts as PENDING; poll ``GET /jobs/{jobId}`` for its result.
+
+    A ``runAt`` in the past means now.
+    """
     if (
         body.idempotency_key
         and idempotency_key_header
@@ -84,46 +77,33 @@ async def create_job(
         raise ApiError(
             422, "VALIDATION_ERROR", "idempotencyKey and the Idempotency-Key header differ"
         )
-    settings = state.settings
-    async with pooled(state.pool) as conn:
-        await state.users.ensure(conn, user_id)
-        if settings.billing_enforce:
-            balance = await billing.balance_of(conn, user_id)
-            if balance is None or balance <= 0:
-                raise ApiError(
-                    402,
-                    "INSUFFICIENT_CREDITS",
-                    f"your credit balance is {balance or 0:f}; add credits to submit jobs",
-                )
-        if body.conversation_id is not None and not await user_has_conversation(
-            conn, body.conversation_id, user_id
-        ):
-            raise ApiError(
-                422, "UNKNOWN_CONVERSATION", f"no conversation with id {body.conversation_id}"
-            )
-        try:
-            enqueued = await queue.enqueue(
-                conn,
-                user_id=user_id,
-                type=job_type.name,
-                payload=payload,
-                conversation_id=body.conversation_id,
-                priority=body.priority,
-                max_attempts=body.max_attempts
-                or job_type.max_attempts
-                or settings.job_default_max_attempts,
-                timeout_seconds=body.timeout_seconds,
-                run_at=body.run_at,
-                idempotency_key=body.idempotency_key or idempotency_key_header,
-            )
-        except queue.IdempotencyConflictError as error:
-            raise ApiError(409, "IDEMPOTENCY_CONFLICT", str(error)) from None
-        except psycopg.errors.ForeignKeyViolation:
-            # The user row vanished after we cached it (deleted by an admin): forget and say so.
-            state.users.forget(user_id)
-            raise ApiError(
-                409, "USER_CHANGED", "the user record changed; retry the request"
-            ) from None
+    request = JobRequest(
+        user_id=user_id,
+        type=body.type,
+        payload=body.payload,
+        conversation_id=body.conversation_id,
+        priority=body.priority,
+        max_attempts=body.max_attempts,
+        timeout_seconds=body.timeout_seconds,
+        run_at=body.run_at,
+        idempotency_key=body.idempotency_key or idempotency_key_header,
+    )
+    try:
+        enqueued = await submit_job(
+            state.pool, request, registry=state.registry, settings=state.settings, users=state.users
+        )
+    except UnknownJobTypeError as error:
+        raise ApiError(422, "UNKNOWN_JOB_TYPE", str(error)) from None
+    except InvalidPayloadError as error:
+        details = [
+            {"field": ".".join(map(str, p["loc"])), "message": p["msg"], "type": p["type"]}
+            for p in error.problems
+        ]
+        raise ApiError(422, "INVALID_PAYLOAD", str(error), details=details) from None
+    except queue.IdempotencyConflictError as error:
+        raise ApiError(409, "IDEMPOTENCY_CONFLICT", str(error)) from None
+    except JobRefusedError as error:
+        raise ApiError(REFUSAL_STATUS.get(error.code, 422), error.code, str(error)) from None
     if not enqueued.created:
         response.status_code = 200
         return JobCreated(

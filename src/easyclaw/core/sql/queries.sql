@@ -20,10 +20,14 @@ WITH inserted AS (
 SELECT count(*) AS created FROM inserted;
 
 -- name: insert_job
+-- A run_at in the past means now: such a job would otherwise jump the queue
+-- (claims order by run_at) and its waiting time (oldest_pending_age_seconds)
+-- would count from that past instant, ~2,000 years for year 2.
 INSERT INTO jobs (id, user_id, conversation_id, type, input_payload, priority,
                   max_attempts, timeout_seconds, run_at, idempotency_key)
 VALUES (%(id)s, %(user_id)s, %(conversation_id)s, %(type)s, %(payload)s, %(priority)s,
-        %(max_attempts)s, %(timeout_seconds)s, coalesce(%(run_at)s, now()), %(idempotency_key)s)
+        %(max_attempts)s, %(timeout_seconds)s,
+        greatest(coalesce(%(run_at)s::timestamptz, now()), now()), %(idempotency_key)s)
 ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 

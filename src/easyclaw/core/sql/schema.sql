@@ -190,6 +190,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS state_snapshots_job_key
 DROP INDEX IF EXISTS state_snapshots_job_idx;
 INSERT INTO schema_migrations (version, name, checksum) VALUES (2, 'state_snapshot_per_job', '7d7be1951768053c7601e6a9fd3198d5d492f3ba6e6adf9c17a3f9bba78b3c98') ON CONFLICT (version) DO NOTHING;
 
+-- 0003_pending_run_at_not_before_creation.sql
+-- A run_at in the past now means "now" at submission (insert_job). Pending
+-- jobs submitted before with a far-past run_at get their submission time, so
+-- that the oldest-pending age in /stats, /metrics and CloudWatch is sane
+-- (runAt 0002-01-01 had made it ~2,000 years) and they no longer jump the queue.
+UPDATE jobs SET run_at = created_at WHERE status = 'PENDING' AND run_at < created_at;
+INSERT INTO schema_migrations (version, name, checksum) VALUES (3, 'pending_run_at_not_before_creation', '87da8469ccda364b7d7bd416820b0446586ed566b009c747801f1b6f3d2ba23e') ON CONFLICT (version) DO NOTHING;
+
 -- 0005_job_status_totals.sql
 -- Finished-job totals that cost the same at any table size.
 --
