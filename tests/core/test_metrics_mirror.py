@@ -34,7 +34,12 @@ from pydantic import ValidationError
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncConn
 from easyclaw.core.jsonlog import configure_logging
-from easyclaw.core.metrics_mirror import MetricsMirror, cloudwatch_client, metric_data
+from easyclaw.core.metrics_mirror import (
+    MetricsMirror,
+    MirrorHealthServer,
+    cloudwatch_client,
+    metric_data,
+)
 from easyclaw.core.models import JobStatus, Outcome, QueueStats
 from easyclaw.core.settings import Settings
 from tests.support.ports import free_port
@@ -106,6 +111,11 @@ class CloudWatchProxy:
     def puts(self) -> int:
         with self.lock:
             return len(self.put_times)
+
+    def recover(self) -> None:
+        """Forward every PutMetricData again."""
+        with self.lock:
+            self.errors.clear()
 
 
 @pytest.fixture
@@ -536,3 +546,54 @@ async def test_an_unreachable_database_is_logged_and_retried_without_crashing(
         assert not task.done()
         assert mirror.role == "standby"
     assert mirror.publications == 0
+
+
+async def health(port: int) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{port}/healthz")
+    return answer.status_code, answer.json()
+
+
+async def test_healthz_is_503_while_the_leader_cannot_publish_and_standbys_stay_healthy(
+    database_url: str, proxy: CloudWatchProxy, aws_env: None
+) -> None:
+    settings, _ = mirror_settings(
+        database_url,
+        proxy.url,
+        metrics_mirror_interval_seconds=0.2,
+        metrics_mirror_stale_seconds=1.0,
+    )
+    first = MetricsMirror(settings, cloudwatch_client(settings))
+    second = MetricsMirror(settings, cloudwatch_client(settings))
+    servers = [MirrorHealthServer(m, "127.0.0.1", 0) for m in (first, second)]
+    for server in servers:
+        await server.start()
+    try:
+        async with running(first), running(second):
+            await wait_for(lambda: {first.role, second.role} == {"leader", "standby"})
+            leader, standby = (0, 1) if first.role == "leader" else (1, 0)
+            leader_port, standby_port = servers[leader].port, servers[standby].port
+            await wait_for(lambda: first.publications + second.publications >= 1)
+            status, body = await health(leader_port)
+            assert (status, body["status"], body["role"]) == (200, "ok", "leader")
+
+            proxy.fail_next(100_000, status=403, code="AccessDenied")
+
+            async def leader_stale() -> dict[str, Any] | None:
+                status, body = await health(leader_port)
+                return body if status == 503 else None
+
+            body = await wait_for(leader_stale, timeout=15)
+            assert (body["status"], body["role"]) == ("stale", "leader")
+            status, standby_body = await health(standby_port)
+            assert (status, standby_body["role"]) == (200, "standby"), "standbys publish nothing"
+
+            proxy.recover()
+
+            async def leader_healthy() -> bool:
+                return (await health(leader_port))[0] == 200
+
+            await wait_for(leader_healthy, timeout=15)
+    finally:
+        for server in servers:
+            await server.close()

@@ -31,6 +31,13 @@ or ``AWS_DEFAULT_REGION``) the mirror is disabled: it logs
 ``metrics_mirror.disabled`` once and idles (serving ``/healthz``) until
 stopped, so a Deployment does not crash-loop. Credentials come from boto3's
 usual chain (IRSA's web identity token on EKS).
+
+``/healthz`` is the liveness of publishing, not of the process: the leader
+answers 503 once its last successful publication (or, before the first, its
+start as leader) is older than ``EASYCLAW_METRICS_MIRROR_STALE_SECONDS``
+(default five intervals), so Kubernetes restarts a mirror that keeps failing
+and the failure shows as restarts instead of a quietly empty dashboard.
+Standby and disabled replicas publish nothing by design and stay healthy.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import contextlib
 import os
 import random
 import signal
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -156,9 +164,22 @@ class MetricsMirror:
         self.publications = 0
         """Successful PutMetricData calls since start."""
         self.last_published_at: datetime | None = None
+        # Monotonic time of the last successful publication, or of becoming leader.
+        self._publishing_since: float | None = None
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def stale_after_seconds(self) -> float:
+        configured = self._settings.metrics_mirror_stale_seconds
+        return configured or 5 * self._settings.metrics_mirror_interval_seconds
+
+    def is_stale(self) -> bool:
+        """True if this replica leads but has not published within the stale window."""
+        if self.role != "leader" or self._publishing_since is None:
+            return False
+        return time.monotonic() - self._publishing_since > self.stale_after_seconds
 
     async def run(self) -> None:
         """Publish (or wait for the lock) until ``stop()``; never raises for AWS or DB errors."""
@@ -217,6 +238,7 @@ class MetricsMirror:
         else:
             return
         self.role = "leader"
+        self._publishing_since = time.monotonic()
         log.info("metrics_mirror.leader")
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
@@ -261,6 +283,7 @@ class MetricsMirror:
                 continue
             self.publications += 1
             self.last_published_at = datetime.now(UTC)
+            self._publishing_since = time.monotonic()
             log.info("metrics_mirror.published", namespace=namespace, attempts=attempt)
             return True
         return False  # pragma: no cover - the loop always returns
@@ -274,7 +297,7 @@ class MetricsMirror:
 
 
 class MirrorHealthServer(ProbeServer):
-    """``GET /healthz`` for the Deployment's probes: 200 with the mirror's role."""
+    """``GET /healthz`` for the Deployment's probes: the mirror's role, 503 when it is stale."""
 
     def __init__(self, mirror: MetricsMirror, host: str, port: int) -> None:
         super().__init__(host, port, self._answer)
@@ -288,15 +311,16 @@ class MirrorHealthServer(ProbeServer):
                 b'{"error":"NOT_FOUND","message":"try /healthz"}',
             )
         last = self._mirror.last_published_at
+        stale = self._mirror.is_stale()
         body = orjson.dumps(
             {
-                "status": "ok",
+                "status": "stale" if stale else "ok",
                 "role": self._mirror.role,
                 "publications": self._mirror.publications,
                 "lastPublishedAt": last.isoformat() if last else None,
             }
         )
-        return "200 OK", "application/json", body
+        return ("503 Service Unavailable" if stale else "200 OK"), "application/json", body
 
 
 async def run_metrics_mirror(settings: Settings) -> None:

@@ -240,6 +240,13 @@ class Settings(BaseSettings):
     metrics_mirror_health_port: int = Field(
         8081, ge=0, le=65535, description="port of the mirror's /healthz; 0 disables"
     )
+    metrics_mirror_stale_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        description="the leader's /healthz answers 503 when its last successful publication "
+        "(or its start as leader) is older than this; unset means 5 intervals",
+    )
 
     # --- CHAT and its model provider ----------------------------------------
     chat_provider: ChatProviderName = Field(
