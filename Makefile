@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 CONSTRAINTS := -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema bench bench-compare growth drills clean synth
+.PHONY: help up test lint typecheck unit schema bench bench-compare growth drills clean synth eks-values
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ synth: $(VENV)/.installed-dev ## synthesize every CDK stack offline into infra/c
 	PATH="$(abspath $(BIN)):$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 \
 		$(BIN)/python infra/app.py
 	@echo "synthesized into infra/cdk.out"
+
+eks-values: $(VENV)/.installed-run ## skaffold -p eks values from the App stack's outputs (infra/cdk-outputs.json)
+	$(BIN)/python infra/eks_values.py infra/cdk-outputs.json infra/eks-values.yaml
 
 bench: $(VENV)/.installed-dev ## queue benchmark (prints a table, appends to docs/benchmarks.md)
 	$(BIN)/python -m bench.queue

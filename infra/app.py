@@ -24,6 +24,7 @@ from easyclaw_infra.config import (
     CHART_DIR,
     DOCKERFILE,
     REPO_ROOT,
+    ConfigError,
     DeploymentConfig,
     file_context,
 )
@@ -66,6 +67,7 @@ def build_app(outdir: str | None = None) -> App:
         config=config,
         vpc=network.vpc,
         cluster_security_group_id=cluster.cluster.cluster_security_group_id,
+        pod_security_group_id=cluster.pod_security_group.security_group_id,
         env=env,
         tags=tags,
     )
@@ -81,6 +83,7 @@ def build_app(outdir: str | None = None) -> App:
             cluster=cluster.cluster,
             state_bucket_name=state_bucket_name(config),
             database_secret=data.database_secret,
+            pod_security_group_id=cluster.pod_security_group.security_group_id,
             env=env,
             tags=tags,
         )
@@ -93,7 +96,11 @@ def build_app(outdir: str | None = None) -> App:
 
 def main() -> None:
     default_outdir = Path(__file__).resolve().parent / "cdk.out"
-    build_app(os.environ.get("CDK_OUTDIR", str(default_outdir))).synth()
+    try:
+        app = build_app(os.environ.get("CDK_OUTDIR", str(default_outdir)))
+    except ConfigError as error:
+        sys.exit(f"EasyClaw CDK configuration: {error}")
+    app.synth()
 
 
 if __name__ == "__main__":

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
-from aws_cdk import CfnJson, CfnOutput, Duration, Stack
+from aws_cdk import CfnJson, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from easyclaw_infra.chart_values import ChartWiring, chart_values
 from easyclaw_infra.config import (
     CHART_DIR,
     DATABASE_SECRET,
@@ -31,6 +35,7 @@ from easyclaw_infra.nag import acknowledge
 EXTERNAL_SECRETS_NAMESPACE = "kube-system"
 """External Secrets runs on the default Fargate profile, next to the other controllers."""
 EXTERNAL_SECRETS_SERVICE_ACCOUNT = "external-secrets"
+EXTERNAL_SECRETS_WEBHOOK_PORT = 9443
 API_INGRESS = f"{RELEASE}-api"
 # Only the image's own inputs; the Dockerfile's .dockerignore is an allow-list too.
 IMAGE_EXCLUDES = [".git", ".venv", "infra/cdk.out", "node_modules", ".easyclaw", "**/__pycache__"]
@@ -46,6 +51,7 @@ class AppStack(Stack):
         cluster: eks.Cluster,
         state_bucket_name: str,
         database_secret: secretsmanager.ISecret,
+        pod_security_group_id: str,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -128,6 +134,23 @@ class AppStack(Stack):
             platform=ecr_assets.Platform.LINUX_AMD64,
             exclude=IMAGE_EXCLUDES,
         )
+        self.api_endpoint = ApiEndpoint(self, "ApiEndpoint", config=config)
+        self.wiring = ChartWiring(
+            region=self.region,
+            cluster_name=config.cluster_name,
+            environment=config.environment,
+            worker_role_arn=self.worker_role.role_arn,
+            metrics_mirror_role_arn=self.metrics_mirror_role.role_arn,
+            state_bucket=state_bucket.bucket_name,
+            pod_security_group_id=pod_security_group_id,
+            jwt_jwks_url=config.jwt_jwks_url,
+            jwt_issuer=config.jwt_issuer,
+            jwt_audience=config.jwt_audience,
+            bedrock_model_id=config.bedrock_model_id,
+            worker_max_replicas=str(config.worker_max_replicas),
+            api_domain=config.api_domain,
+            certificate_arn=self.api_endpoint.certificate_arn,
+        )
         chart_asset = s3_assets.Asset(self, "ChartAsset", path=str(CHART_DIR))
         self.chart = eks.HelmChart(
             self,
@@ -139,7 +162,13 @@ class AppStack(Stack):
             create_namespace=False,
             wait=True,
             timeout=Duration.minutes(15),
-            values=self.chart_values(config, state_bucket),
+            values={
+                "image": {
+                    "repository": self.image.repository.repository_uri,
+                    "tag": self.image.image_tag,
+                },
+                **chart_values(self.wiring),
+            },
         )
         self.chart.node.add_dependency(database_url_secret)
 
@@ -154,57 +183,44 @@ class AppStack(Stack):
             timeout=Duration.minutes(10),
         )
         api_address.node.add_dependency(self.chart)
+        self.api_endpoint.point_dns_at(api_address.value)
+        self._outputs(config, api_address.value)
+
+    def _outputs(self, config: DeploymentConfig, load_balancer_hostname: str) -> None:
+        """The API's address, and everything ``make eks-values`` turns into skaffold's values."""
         CfnOutput(
             self,
             "ApiUrl",
-            value=f"http://{api_address.value}",
-            description="EasyClaw REST API (the ALB of the chart's Ingress)",
+            value=self.api_endpoint.url(load_balancer_hostname),
+            description="EasyClaw REST API",
+        )
+        CfnOutput(
+            self,
+            "LoadBalancerHostname",
+            value=load_balancer_hostname,
+            description="The ALB of the chart's Ingress (point the API's DNS name here)",
         )
         CfnOutput(self, "ImageUri", value=self.image.image_uri)
-
-    def chart_values(self, config: DeploymentConfig, state_bucket: s3.IBucket) -> dict[str, Any]:
-        """Values of the EasyClaw chart, wired to this deployment's resources."""
-        return {
-            "image": {
-                "repository": self.image.repository.repository_uri,
-                "tag": self.image.image_tag,
-            },
-            "config": {
-                "env": "production",
-                "authMode": "jwt",
-                "jwtJwksUrl": config.jwt_jwks_url,
-                "jwtIssuer": config.jwt_issuer,
-                "jwtAudience": config.jwt_audience,
-                "extraEnv": {
-                    "AWS_REGION": self.region,
-                    "EASYCLAW_CHAT_PROVIDER": "bedrock",
-                    "EASYCLAW_CHAT_MODEL": config.bedrock_model_id,
-                    "EASYCLAW_STATE_BACKEND": "s3",
-                    "EASYCLAW_STATE_S3_BUCKET": state_bucket.bucket_name,
-                    "EASYCLAW_STATE_S3_PREFIX": STATE_PREFIX,
-                },
-            },
-            "database": {"existingSecret": DATABASE_SECRET, "existingSecretKey": "DATABASE_URL"},
-            "api": {
-                "ingress": {"enabled": True, "className": "alb", "scheme": "internet-facing"},
-            },
-            "worker": {
-                "podDeletionCost": True,
-                "serviceAccount": {
-                    "annotations": {"eks.amazonaws.com/role-arn": self.worker_role.role_arn}
-                },
-                "autoscaling": {"enabled": True, "maxReplicaCount": config.worker_max_replicas},
-            },
-            "metricsMirror": {
-                "enabled": True,
-                "awsRegion": self.region,
-                "cloudwatchNamespace": METRICS_NAMESPACE,
-                "dimensions": config.metrics_dimensions,
-                "serviceAccount": {
-                    "annotations": {"eks.amazonaws.com/role-arn": self.metrics_mirror_role.role_arn}
-                },
-            },
-        }
+        self.dev_repository = ecr.Repository(
+            self,
+            "DevImages",
+            repository_name=f"{config.cluster_name}/easyclaw",
+            image_scan_on_push=True,
+            lifecycle_rules=[ecr.LifecycleRule(max_image_count=30)],
+            removal_policy=RemovalPolicy.DESTROY,
+            empty_on_delete=True,
+        )
+        # skaffold pushes its image `easyclaw` to <default-repo>/easyclaw: this repository.
+        CfnOutput(
+            self,
+            "SkaffoldDefaultRepo",
+            value=f"{self.account}.dkr.ecr.{self.region}.{self.url_suffix}/{config.cluster_name}",
+            description="skaffold --default-repo for `skaffold run -p eks`",
+        )
+        for key, value in self.wiring.outputs().items():
+            CfnOutput(
+                self, f"Wiring{key}", key=key, value=value, description="make eks-values reads it"
+            )
 
     def _irsa_role(
         self, construct_id: str, namespace: str, service_account: str, description: str
@@ -249,6 +265,9 @@ class AppStack(Stack):
             wait=True,
             values={
                 "installCRDs": True,
+                # The chart's default 10250 is the Fargate kubelet's own port: the webhook
+                # could not bind it, admission of SecretStore/ExternalSecret would fail.
+                "webhook": {"port": EXTERNAL_SECRETS_WEBHOOK_PORT},
                 "serviceAccount": {
                     "name": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
                     "annotations": {
@@ -294,3 +313,55 @@ class AppStack(Stack):
         )
         manifest.node.add_dependency(external_secrets)
         return manifest
+
+
+class ApiEndpoint(Construct):
+    """The API's public name: its TLS certificate, DNS record and URL.
+
+    ``easyclaw:apiDomain`` with a Route 53 zone gets a DNS-validated ACM
+    certificate and a CNAME to the ALB; with ``easyclaw:certificateArn`` that
+    certificate is used (and the CNAME made only if the zone is given too).
+    Plain HTTP happens only with the explicit ``easyclaw:plainHttp``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self.zone = (
+            route53.PublicHostedZone.from_hosted_zone_attributes(
+                self,
+                "Zone",
+                hosted_zone_id=config.hosted_zone_id,
+                zone_name=config.hosted_zone_name,
+            )
+            if config.hosted_zone_id
+            else None
+        )
+        self.certificate_arn = config.certificate_arn
+        if config.creates_certificate:
+            assert self.zone is not None, "DeploymentConfig checks a zone is given"
+            certificate = acm.Certificate(
+                self,
+                "Certificate",
+                domain_name=config.api_domain,
+                validation=acm.CertificateValidation.from_dns(self.zone),
+            )
+            self.certificate_arn = certificate.certificate_arn
+
+    def url(self, load_balancer_hostname: str) -> str:
+        if self._config.plain_http:
+            return f"http://{load_balancer_hostname}"
+        return f"https://{self._config.api_domain}"
+
+    def point_dns_at(self, load_balancer_hostname: str) -> None:
+        """A CNAME from the API's name to the ALB, when the zone is ours to write."""
+        if self.zone is None:
+            return
+        route53.CnameRecord(
+            self,
+            "Record",
+            zone=self.zone,
+            record_name=f"{self._config.api_domain}.",
+            domain_name=load_balancer_hostname,
+            ttl=Duration.minutes(5),
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -17,6 +17,15 @@ KUBERNETES_VERSION = eks.KubernetesVersion.V1_35
 """Pinned; the kubectl layer (v35) matches it."""
 ALB_CONTROLLER_VERSION = eks.AlbControllerVersion.V2_9_2
 FARGATE_LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+# What EasyClaw's pods reach on the internet: AWS APIs, LLM providers, RESEARCH pages.
+POD_WEB_PORTS = (80, 443)
+
+
+def endpoint_access(allowed_cidrs: tuple[str, ...]) -> eks.EndpointAccess:
+    """Private for the cluster's own traffic; public only for the listed CIDRs, if any."""
+    if not allowed_cidrs:
+        return eks.EndpointAccess.PRIVATE
+    return eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from(*allowed_cidrs)
 
 
 class ClusterStack(Stack):
@@ -57,6 +66,7 @@ class ClusterStack(Stack):
             version=KUBERNETES_VERSION,
             vpc=vpc,
             vpc_subnets=private,
+            endpoint_access=endpoint_access(config.endpoint_allowed_cidrs),
             kubectl_provider_options=eks.KubectlProviderOptions(
                 kubectl_layer=KubectlV35Layer(self, "KubectlLayer")
             ),
@@ -96,6 +106,7 @@ class ClusterStack(Stack):
             )
             profiles[namespace] = profile
         self.app_profile = profiles[NAMESPACE]
+        self.pod_security_group = self._pod_security_group(config, vpc)
 
         self.keda = self.cluster.add_helm_chart(
             "Keda",
@@ -111,6 +122,52 @@ class ClusterStack(Stack):
         # Fargate reads the logging ConfigMap when a pod starts.
         self.keda.node.add_dependency(profiles["keda"], logging_config)
         self._acknowledge_findings()
+
+    def _pod_security_group(self, config: DeploymentConfig, vpc: ec2.IVpc) -> ec2.SecurityGroup:
+        """The security group EasyClaw's pods get through the chart's SecurityGroupPolicy.
+
+        Fargate ignores NetworkPolicy; a SecurityGroupPolicy replaces the pods' cluster
+        security group with this one. It admits the cluster (control plane, CoreDNS,
+        KEDA, Prometheus) and the release's own pods; the load balancer controller adds
+        the ALB's rule itself. Out: DNS and the Kubernetes API (both behind the cluster
+        security group), the web on 80/443, and the database (its rule is in the Data stack).
+        """
+        group = ec2.SecurityGroup(
+            self,
+            "PodSecurityGroup",
+            vpc=vpc,
+            description="EasyClaw pods (SecurityGroupPolicy): in from the cluster and each other",
+            allow_all_outbound=False,
+        )
+        # With several groups on a pod's network interface the controller picks the tagged one.
+        Tags.of(group).add(f"kubernetes.io/cluster/{config.cluster_name}", "shared")
+        cluster_group = ec2.Peer.security_group_id(self.cluster.cluster_security_group_id)
+        group.add_ingress_rule(group, ec2.Port.all_tcp(), "EasyClaw pods to each other")
+        group.add_ingress_rule(cluster_group, ec2.Port.all_tcp(), "control plane, KEDA, Prometheus")
+        group.add_egress_rule(group, ec2.Port.all_tcp(), "EasyClaw pods to each other")
+        for protocol, port, what in (
+            ("udp", 53, "DNS (CoreDNS)"),
+            ("tcp", 53, "DNS (CoreDNS)"),
+            ("tcp", 443, "Kubernetes API (private endpoint)"),
+        ):
+            rule_port = ec2.Port.udp(port) if protocol == "udp" else ec2.Port.tcp(port)
+            group.add_egress_rule(cluster_group, rule_port, what)
+            # The cluster security group admits only itself; let the pods in for these too.
+            ec2.CfnSecurityGroupIngress(
+                self,
+                f"ClusterFromPods{protocol.upper()}{port}",
+                group_id=self.cluster.cluster_security_group_id,
+                source_security_group_id=group.security_group_id,
+                ip_protocol=protocol,
+                from_port=port,
+                to_port=port,
+                description=f"EasyClaw pods: {what}",
+            )
+        for web_port in POD_WEB_PORTS:
+            group.add_egress_rule(
+                ec2.Peer.any_ipv4(), ec2.Port.tcp(web_port), "AWS APIs, LLM providers, the web"
+            )
+        return group
 
     def _acknowledge_findings(self) -> None:
         acknowledge(

