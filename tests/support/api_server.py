@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from easyclaw.api.app import create_app
+from easyclaw.api.server import server_config
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
 
@@ -39,12 +40,9 @@ async def serve_api(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings, registry),
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=1,
+    # The configuration `easyclaw api` serves with (its connection limits included).
+    config = server_config(
+        settings, create_app(settings, registry), lifespan="on", timeout_graceful_shutdown=1
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

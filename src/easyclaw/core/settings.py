@@ -132,6 +132,18 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     api_max_body_bytes: int = Field(1_048_576, ge=1)
+    api_max_header_bytes: int = Field(
+        65_536, ge=1024, le=16_777_216, description="request line and headers; larger is a 431"
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="time for a request's line and headers to arrive"
+    )
+    api_keep_alive_seconds: int = Field(
+        5, ge=1, description="an idle kept-alive connection is closed after this"
+    )
+    api_max_connections: int = Field(
+        16_384, ge=1, description="open connections per API process; more get 503"
+    )
     auth_mode: AuthMode = AuthMode.JWT
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
