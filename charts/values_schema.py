@@ -41,9 +41,49 @@ _RESOURCES = {
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _FREE_OBJECT = {"type": "object"}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_PORTS = {"type": "array", "items": _PORT}
+_CIDRS = {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-fA-F.:]+/[0-9]+$"}}
+_ENV_NAME = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+_NAMED_REF = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string", "minLength": 1}, "optional": {"type": "boolean"}},
+    "additionalProperties": False,
+}
+# Container envFrom entries: a ConfigMap or a Secret, each with an optional prefix.
+_ENV_FROM = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "configMapRef": _NAMED_REF,
+            "secretRef": _NAMED_REF,
+            "prefix": {"type": "string"},
+        },
+        "oneOf": [{"required": ["configMapRef"]}, {"required": ["secretRef"]}],
+    },
+}
+# One variable per Secret key: {ENV_NAME: {name: secret, key: key}}.
+_SECRET_ENV = {
+    "type": "object",
+    "propertyNames": _ENV_NAME,
+    "additionalProperties": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "key"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "key": {"type": "string", "minLength": 1},
+        },
+    },
+}
 
 # Keyed by dotted path; "*" matches any one key.
 CONSTRAINTS: dict[str, dict[str, Any]] = {
+    # Helm hands every subchart the umbrella's `global` values.
+    "global": _FREE_OBJECT,
+    "image.digest": {"type": "string", "pattern": "^(sha256:[a-f0-9]{64})?$"},
     "config.env": {"enum": ["development", "production"]},
     "config.logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
     "config.authMode": {"enum": ["jwt", "header"]},
@@ -66,7 +106,9 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
         },
     },
     "api.port": _PORT,
+    "api.metricsPort": _PORT,
     "api.service.port": _PORT,
+    "api.service.metricsPort": _PORT,
     "api.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
     "api.ingress.scheme": {"enum": ["internet-facing", "internal"]},
     "api.replicaCount": {"type": "integer", "minimum": 1},
@@ -86,6 +128,9 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
         "minimum": 0,
         "maximum": 3600,
     },
+    "worker.autoscaling.scaleUpPeriodSeconds": {"type": "integer", "minimum": 1, "maximum": 1800},
+    "worker.autoscaling.scaleUpPercent": {"type": "integer", "minimum": 1},
+    "worker.autoscaling.scaleUpPods": {"type": "integer", "minimum": 1},
     "worker.autoscaling.scaleDownStabilizationSeconds": {
         "type": "integer",
         "minimum": 0,
@@ -98,6 +143,23 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "migrations.backoffLimit": {"type": "integer", "minimum": 0},
     "migrations.activeDeadlineSeconds": {"type": "integer", "minimum": 1},
     "helmTest.timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 60},
+    "metrics.serviceMonitor.interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+    "metrics.serviceMonitor.labels": _STRING_MAP,
+    "metrics.grafanaDashboard.annotations": _STRING_MAP,
+    "networkPolicy.prometheus.namespaceSelector": _FREE_OBJECT,
+    "networkPolicy.prometheus.podSelector": _FREE_OBJECT,
+    "networkPolicy.egress.databaseCidrs": _CIDRS,
+    "networkPolicy.egress.databasePort": _PORT,
+    "networkPolicy.egress.webCidrs": _CIDRS,
+    "networkPolicy.egress.webPorts": _PORTS,
+    "networkPolicy.egress.kubernetesApiPorts": _PORTS,
+    "networkPolicy.egress.extraRules": {"type": "array", "items": _FREE_OBJECT},
+    "securityGroupPolicy.securityGroupIds": {
+        "type": "array",
+        "items": {"type": "string", "pattern": "^sg-[0-9a-f]+$"},
+    },
+    "*.extraEnvFrom": _ENV_FROM,
+    "*.secretEnv": _SECRET_ENV,
     "*.resources": _RESOURCES,
     "*.serviceAccount.annotations": _STRING_MAP,
     "*.ingress.annotations": _STRING_MAP,

@@ -5,8 +5,11 @@ recommendation is ``ceil(query result / targetQueryValue)``, left alone
 within the 10 % tolerance, clamped to [min, max]. The ``behavior`` then
 smooths it: a scale-up needs the recommendation to hold for the whole
 scale-up stabilization window (the minimum over it), a scale-down takes the
-maximum over the scale-down window, and a ``Percent`` policy caps how much
-the count may grow per period. With ``minReplicaCount: 0`` KEDA itself
+maximum over the scale-down window, and the scale-up policies cap how much
+the count may grow per period: ``Percent`` to ``ceil(start * (1 +
+value/100))``, ``Pods`` to ``start + value``, where *start* is the count at
+the beginning of the policy's period, and ``selectPolicy: Max`` takes the
+policy that allows more. With ``minReplicaCount: 0`` KEDA itself
 deactivates (0 replicas) once the result has been at or below the
 activation value for ``cooldownPeriod``, and activates (1 replica) above it.
 
@@ -34,8 +37,9 @@ class Autoscaler:
     cooldown: float
     up_window: float
     down_window: float
-    up_percent: int
-    up_period: float
+    up_policies: tuple[tuple[str, int, float], ...]
+    """(type, value, period) of each scale-up policy."""
+    up_select: str = "Max"
     _recommendations: deque[tuple[float, int]] = field(default_factory=deque)
     _scale_ups: deque[tuple[float, int]] = field(default_factory=deque)
     _active_since_below: float | None = None
@@ -45,8 +49,11 @@ class Autoscaler:
         spec = scaled_object["spec"]
         (trigger,) = spec["triggers"]
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-        (up_policy,) = behavior["scaleUp"]["policies"]
-        assert up_policy["type"] == "Percent"
+        policies = tuple(
+            (policy["type"], policy["value"], policy["periodSeconds"] / compression)
+            for policy in behavior["scaleUp"]["policies"]
+        )
+        assert {kind for kind, _, _ in policies} <= {"Percent", "Pods"}
         return cls(
             query=trigger["metadata"]["query"],
             target=float(trigger["metadata"]["targetQueryValue"]),
@@ -57,8 +64,8 @@ class Autoscaler:
             cooldown=spec["cooldownPeriod"] / compression,
             up_window=behavior["scaleUp"]["stabilizationWindowSeconds"] / compression,
             down_window=behavior["scaleDown"]["stabilizationWindowSeconds"] / compression,
-            up_percent=up_policy["value"],
-            up_period=up_policy["periodSeconds"] / compression,
+            up_policies=policies,
+            up_select=behavior["scaleUp"].get("selectPolicy", "Max"),
         )
 
     def desired(self, now: float, metric: float, current: int) -> int:
@@ -103,13 +110,20 @@ class Autoscaler:
         return result
 
     def _limit_scale_up(self, now: float, wanted: int, current: int) -> int:
-        while self._scale_ups and self._scale_ups[0][0] <= now - self.up_period:
+        longest = max(period for _, _, period in self.up_policies)
+        while self._scale_ups and self._scale_ups[0][0] <= now - longest:
             self._scale_ups.popleft()
         if wanted <= current:
             return wanted
-        added = sum(count for _, count in self._scale_ups)
-        period_start = current - added
-        limit = math.ceil(period_start * (1 + self.up_percent / 100)) if period_start else wanted
+        limits = []
+        for kind, value, period in self.up_policies:
+            added = sum(count for stamp, count in self._scale_ups if stamp > now - period)
+            start = current - added
+            if kind == "Percent":
+                limits.append(math.ceil(start * (1 + value / 100)) if start else wanted)
+            else:
+                limits.append(start + value)
+        limit = max(limits) if self.up_select == "Max" else min(limits)
         result = max(current, min(wanted, limit))
         if result > current:
             self._scale_ups.append((now, result - current))

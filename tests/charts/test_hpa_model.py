@@ -5,8 +5,17 @@ from __future__ import annotations
 from tests.charts.hpa import Autoscaler
 
 
-def model(**overrides: float) -> Autoscaler:
-    values = {
+def model(
+    *,
+    up_percent: int = 100,
+    up_period: float = 15.0,
+    up_pods: int | None = None,
+    **overrides: float,
+) -> Autoscaler:
+    policies = [("Percent", up_percent, up_period)]
+    if up_pods is not None:
+        policies.append(("Pods", up_pods, up_period))
+    values: dict[str, object] = {
         "query": "",
         "target": 5.0,
         "activation": 0.0,
@@ -16,8 +25,7 @@ def model(**overrides: float) -> Autoscaler:
         "cooldown": 300.0,
         "up_window": 60.0,
         "down_window": 300.0,
-        "up_percent": 100,
-        "up_period": 15.0,
+        "up_policies": tuple(policies),
     }
     values.update(overrides)
     return Autoscaler(**values)  # type: ignore[arg-type]
@@ -66,3 +74,17 @@ def test_scale_to_zero_after_cooldown_and_back_on_activation() -> None:
     assert scaler.desired(400, 0, 0) == 0
     assert scaler.desired(401, 3, 0) == 1  # KEDA activates
     assert scaler.desired(402, 30, 1) == 2  # then the HPA takes over
+
+
+def test_pods_policy_adds_a_fixed_number_when_that_allows_more() -> None:
+    scaler = model(up_window=0, down_window=0, up_percent=100, up_pods=4, up_period=60)
+    assert scaler.desired(0, 200, 1) == 5  # 1 + 4 pods beats 1 * 2
+    assert scaler.desired(30, 200, 5) == 5  # same period: still based on 1
+    assert scaler.desired(61, 200, 5) == 10  # 5 * 2 beats 5 + 4
+    assert scaler.desired(122, 200, 10) == 20
+
+
+def test_without_a_window_the_first_reading_scales_out() -> None:
+    scaler = model(up_window=0, down_window=300, up_pods=4, up_period=60)
+    assert scaler.desired(0, 0, 1) == 1
+    assert scaler.desired(1, 40, 1) == 5

@@ -194,7 +194,13 @@ def test_keda_scales_workers_on_the_queue_with_the_issue_defaults() -> None:
     assert scaled["scaleTargetRef"]["name"] == f"{RELEASE}-easyclaw-worker"
     assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (1, 50)
     behavior = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 60
+    # Scale out on the first reading that asks for it; the policies cap the growth per minute.
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert behavior["scaleUp"]["selectPolicy"] == "Max"
+    assert behavior["scaleUp"]["policies"] == [
+        {"type": "Percent", "value": 100, "periodSeconds": 60},
+        {"type": "Pods", "value": 4, "periodSeconds": 60},
+    ]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "postgresql"
@@ -224,6 +230,114 @@ def test_without_autoscaling_the_deployment_has_fixed_replicas() -> None:
     rendered = render("kind", "worker.autoscaling.enabled=false", "worker.replicaCount=3")
     assert rendered.of_kind("ScaledObject") == []
     assert rendered.get("Deployment", "worker")["spec"]["replicas"] == 3
+
+
+def helm_template_without_keda(*sets: str) -> tuple[int, str, str]:
+    """``helm template`` as against a cluster that serves no keda.sh/v1alpha1."""
+    from tests.charts.rendering import CHART, run_helm, values_file
+
+    args = ["template", RELEASE, str(CHART), "--values", str(values_file("kind"))]
+    for item in sets:
+        args += ["--set", item]
+    result = run_helm(*args)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_without_keda_autoscaling_fails_and_says_how_to_install_keda() -> None:
+    code, _, stderr = helm_template_without_keda()
+    assert code != 0
+    assert "no keda.sh/v1alpha1 API" in stderr
+    assert "helm install keda kedacore/keda" in stderr
+    assert "worker.autoscaling.enabled=false" in stderr
+
+
+def test_without_keda_and_autoscaling_off_workers_have_fixed_replicas() -> None:
+    import yaml
+
+    code, stdout, stderr = helm_template_without_keda(
+        "worker.autoscaling.enabled=false", "worker.replicaCount=2"
+    )
+    assert code == 0, stderr
+    objects = [doc for doc in yaml.safe_load_all(stdout) if doc]
+    assert not [o for o in objects if o["apiVersion"].startswith("keda.sh/")]
+    (worker,) = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{RELEASE}-easyclaw-worker"
+    ]
+    assert worker["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("component", ["api", "worker", "operator", "metricsMirror"])
+def test_every_component_takes_env_from_existing_secrets(component: str) -> None:
+    """LLM keys and other secrets reach a component without passing through values."""
+    rendered = render(
+        "eks-fargate",
+        f"{component}.extraEnvFrom[0].secretRef.name=llm-keys",
+        f"{component}.secretEnv.EASYCLAW_OPENAI_API_KEY.name=openai",
+        f"{component}.secretEnv.EASYCLAW_OPENAI_API_KEY.key=api-key",
+    )
+    suffix = {"metricsMirror": "metrics-mirror"}.get(component, component)
+    (container,) = rendered.get("Deployment", suffix)["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": f"{RELEASE}-easyclaw"}},
+        {"secretRef": {"name": "llm-keys"}},
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["EASYCLAW_OPENAI_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "openai", "key": "api-key"}
+    }
+    # Only the component asked for gets it.
+    others = {"api", "worker", "operator", "metrics-mirror"} - {suffix}
+    for other in others:
+        (plain,) = rendered.get("Deployment", other)["spec"]["template"]["spec"]["containers"]
+        assert plain["envFrom"] == [{"configMapRef": {"name": f"{RELEASE}-easyclaw"}}], other
+        assert "EASYCLAW_OPENAI_API_KEY" not in {e["name"] for e in plain["env"]}, other
+
+
+def test_migrations_take_env_from_existing_secrets() -> None:
+    rendered = render("eks-fargate", "migrations.extraEnvFrom[0].secretRef.name=db-tls")
+    (container,) = rendered.get("Job", "migrations")["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": "db-tls"}}]
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["worker.extraEnvFrom[0].name=llm", "worker.secretEnv.EASYCLAW_OPENAI_API_KEY.name=only"],
+)
+def test_env_from_secrets_is_checked_by_the_schema(override: str) -> None:
+    from tests.charts.rendering import CHART, run_helm, values_file
+
+    result = run_helm(
+        "template", RELEASE, str(CHART), "--values", str(values_file("kind")),
+        "--api-versions", "keda.sh/v1alpha1", "--set", override,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "values don't meet the specifications" in result.stderr
+
+
+def test_image_digest_pins_what_runs() -> None:
+    digest = "sha256:" + "b" * 64
+    rendered = render("eks-fargate", f"image.digest={digest}")
+    images = {c["image"] for _, spec in rendered.pod_specs() for c in spec["containers"]}
+    repository = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/easyclaw"
+    assert images == {f"{repository}:0.1.0@{digest}"}
+    plain = render("eks-fargate").pod_specs()
+    without = {c["image"] for _, spec in plain for c in spec["containers"]}
+    assert without == {f"{repository}:0.1.0"}
+
+
+def test_default_image_is_the_one_you_build_not_a_registry_we_never_published() -> None:
+    import yaml
+
+    from tests.charts.rendering import CHART
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["repository"] == "easyclaw"
+    text = (CHART / "values.yaml").read_text()
+    assert "build from this repository's Dockerfile and push" in text
+    api = render("kind").get("Deployment", "api")
+    assert api["spec"]["template"]["spec"]["containers"][0]["image"] == "easyclaw:0.1.0"
 
 
 def test_api_behind_an_alb_with_ip_targets() -> None:
@@ -310,9 +424,11 @@ def test_notes_tell_how_to_submit_a_first_job(tmp_path: Any) -> None:
     from tests.charts.rendering import CHART, run_helm, values_file
 
     def notes(value_set: str) -> str:
+        # A client-side dry run sees no KEDA API (it has no --api-versions).
         result = run_helm(
             "install", "easyclaw", str(CHART), "--namespace", "easyclaw", "--dry-run=client",
             "--values", str(values_file(value_set)), "--kubeconfig", str(tmp_path / "none"),
+            "--set", "worker.autoscaling.enabled=false",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         return result.stdout[result.stdout.index("NOTES:") :]
@@ -334,8 +450,9 @@ def test_no_service_links_leak_into_the_settings_prefix() -> None:
     from tests.charts.rendering import CHART, run_helm
 
     result = run_helm(
-        "template", "easyclaw", str(CHART), "--values", str(CHART / "ci" / "kind-values.yaml")
-    )
+        "template", "easyclaw", str(CHART), "--values", str(CHART / "ci" / "kind-values.yaml"),
+        "--api-versions", "keda.sh/v1alpha1",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "name: easyclaw-api\n" in result.stdout
     for _, spec in render("kind").pod_specs():

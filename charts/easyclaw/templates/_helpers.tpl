@@ -41,8 +41,34 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%s" (include "easyclaw.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* repository:tag, or repository:tag@digest when a digest is given (the digest decides what runs). */}}
 {{- define "easyclaw.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $image := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- with .Values.image.digest }}
+{{- $image = printf "%s@%s" $image . }}
+{{- end }}
+{{- $image }}
+{{- end }}
+
+{{/* A component's envFrom: the shared ConfigMap, then its extraEnvFrom.
+Call with (dict "ctx" $ "values" .Values.api). */}}
+{{- define "easyclaw.envFrom" -}}
+- configMapRef:
+    name: {{ include "easyclaw.fullname" .ctx }}
+{{- with .values.extraEnvFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* A component's secretEnv as env entries, one secretKeyRef each. */}}
+{{- define "easyclaw.secretEnv" -}}
+{{- range $name, $ref := .secretEnv }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.name }}
+      key: {{ $ref.key }}
+{{- end }}
 {{- end }}
 
 {{/* The Secret holding DATABASE_URL: the user's, else the development one. */}}
@@ -128,4 +154,18 @@ affinity:
 {{/* Seconds a worker may spend finishing its jobs on SIGTERM: the job timeout. */}}
 {{- define "easyclaw.workerShutdownGrace" -}}
 {{- .Values.config.jobDefaultTimeoutSeconds | int }}
+{{- end }}
+
+{{/*
+The development database password: the one in the existing Secret (the argument,
+what `lookup` found, or an empty map), else a new random one. Reusing it matters:
+the data on the PVC was initialised with it.
+*/}}
+{{- define "easyclaw.postgresqlPassword" -}}
+{{- $existing := dig "data" "POSTGRES_PASSWORD" "" (. | default dict) }}
+{{- if $existing }}
+{{- $existing | b64dec }}
+{{- else }}
+{{- randAlphaNum 24 }}
+{{- end }}
 {{- end }}
