@@ -36,6 +36,7 @@ from tests.support.databases import (
     create_database,
     drop_database,
 )
+from tests.support.ports import free_port
 from tests.support.processes import WorkerProcesses
 from tests.support.settings import make_settings
 from tests.support.web_pages import WebServer, web_server
@@ -145,7 +146,8 @@ def web() -> Iterator[WebServer]:
 
 @pytest.fixture
 async def api(settings: Settings, registry: JobTypeRegistry) -> AsyncIterator[ApiServer]:
-    async with serve_api(settings, registry) as server:
+    with_metrics = settings.model_copy(update={"api_metrics_port": free_port()})
+    async with serve_api(with_metrics, registry) as server:
         yield server
 
 

@@ -18,6 +18,7 @@ from easyclaw.core.migrations import migrate
 from tests.api.conftest import assert_error, read, submit
 from tests.support.api_server import serve_api
 from tests.support.databases import FAST_UNSAFE_SETTINGS
+from tests.support.ports import free_port
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 
@@ -42,7 +43,8 @@ async def test_an_unreachable_database_is_a_quick_503_and_the_api_recovers(
     own_postgres: LocalPostgres,
 ) -> None:
     await migrate(own_postgres.url())
-    settings = make_settings(own_postgres.url())  # default pool and connect timeouts
+    # Default pool and connect timeouts.
+    settings = make_settings(own_postgres.url(), api_metrics_port=free_port())
     async with serve_api(settings) as api, api.client() as client:
         before = await submit(client)
 
@@ -67,7 +69,7 @@ async def test_an_unreachable_database_is_a_quick_503_and_the_api_recovers(
             assert elapsed < 5.0, elapsed
         # Liveness and metrics do not depend on the database.
         assert (await client.get("/healthz")).status_code == 200
-        metrics = await client.get("/metrics")
+        metrics = await client.get(api.metrics_url)
         assert metrics.status_code == 200
         assert "easyclaw_api_database_up 0.0" in metrics.text
 

@@ -29,7 +29,9 @@ async def test_probes_answer_without_credentials(api: ApiServer) -> None:
         assert (readyz.status_code, readyz.json()) == (200, {"status": "ready"})
 
 
-async def test_metrics_report_the_queue_and_the_requests(client: httpx.AsyncClient) -> None:
+async def test_metrics_report_the_queue_and_the_requests(
+    client: httpx.AsyncClient, api: ApiServer
+) -> None:
     for _ in range(2):
         await submit(client)
     cancelled = await submit(client)
@@ -37,7 +39,7 @@ async def test_metrics_report_the_queue_and_the_requests(client: httpx.AsyncClie
     await read(client, cancelled)
     await client.get(f"/nowhere-{uuid4()}")
 
-    response = await client.get("/metrics")
+    response = await client.get(api.metrics_url)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     metrics = response.text
@@ -69,11 +71,27 @@ async def test_metrics_report_the_queue_and_the_requests(client: httpx.AsyncClie
     # And the counter moves with each request.
     healthz = {"method": "GET", "route": "/healthz", "status": "200"}
     await client.get("/healthz")
-    before = sample((await client.get("/metrics")).text, "easyclaw_api_requests_total", **healthz)
+    before = sample(
+        (await client.get(api.metrics_url)).text, "easyclaw_api_requests_total", **healthz
+    )
     for _ in range(3):
         await client.get("/healthz")
-    after = sample((await client.get("/metrics")).text, "easyclaw_api_requests_total", **healthz)
+    after = sample(
+        (await client.get(api.metrics_url)).text, "easyclaw_api_requests_total", **healthz
+    )
     assert after == before + 3
+    # Scrapes of the metrics port are not API requests.
+    assert 'route="/metrics"' not in (await client.get(api.metrics_url)).text
+
+
+async def test_the_api_port_does_not_serve_metrics(api: ApiServer) -> None:
+    """The API port is what an Ingress exposes: /metrics is only on its own port."""
+    async with api.client(user_id=None) as anonymous:
+        response = await anonymous.get("/metrics")
+        assert response.status_code == 404
+        assert "easyclaw_queue_jobs" not in response.text
+        other = await anonymous.get(api.metrics_url.replace("/metrics", "/jobs"))
+        assert other.status_code == 404
 
 
 async def test_docs_and_openapi_are_served(client: httpx.AsyncClient) -> None:

@@ -410,15 +410,6 @@ def test_helm_test_submits_an_echo_job_through_the_api_service() -> None:
     )
 
 
-def test_network_policies_when_enabled() -> None:
-    policies = {p["metadata"]["name"]: p for p in render("eks-fargate").of_kind("NetworkPolicy")}
-    api = policies[f"{RELEASE}-easyclaw-api"]
-    assert api["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8000}]}]
-    internal = policies[f"{RELEASE}-easyclaw-internal"]
-    assert internal["spec"]["ingress"] == []
-    assert render("kind").of_kind("NetworkPolicy") == []
-
-
 def test_notes_tell_how_to_submit_a_first_job(tmp_path: Any) -> None:
     """NOTES.txt as `helm install` prints it (Helm 4's client-side dry run needs no cluster)."""
     from tests.charts.rendering import CHART, run_helm, values_file

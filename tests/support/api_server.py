@@ -29,6 +29,12 @@ class ApiServer:
         headers.update(kwargs.pop("headers", {}))
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
 
+    @property
+    def metrics_url(self) -> str:
+        """The separate /metrics listener (``EASYCLAW_API_METRICS_PORT``)."""
+        assert self.settings.api_metrics_port, "this server runs without a metrics port"
+        return f"http://127.0.0.1:{self.settings.api_metrics_port}/metrics"
+
 
 @asynccontextmanager
 async def serve_api(

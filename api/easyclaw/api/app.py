@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from easyclaw.api.auth import Authenticator
 from easyclaw.api.errors import install_error_handlers
+from easyclaw.api.metrics import MetricsServer
 from easyclaw.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from easyclaw.api.routes import health, jobs, stats
 from easyclaw.api.state import ApiState
@@ -46,12 +47,17 @@ def create_app(
         # Start even if the database is down: /readyz says so, and requests get 503.
         await state.pool.open(wait=False)
         waiters = asyncio.create_task(state.waiters.run(), name="api-long-poll-waiters")
+        metrics = MetricsServer(state) if settings.api_metrics_port else None
+        if metrics is not None:
+            await metrics.start()
         try:
             yield
         finally:
             waiters.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiters
+            if metrics is not None:
+                await metrics.close()
             await state.pool.close()
             await http.aclose()
 

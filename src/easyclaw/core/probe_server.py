@@ -7,17 +7,32 @@ loop that does the work. What each path answers is the caller's ``respond``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 
 Response = tuple[str, str, bytes]
 """(status line, content type, body), e.g. ``("200 OK", "application/json", b"{}")``."""
 
 
 class ProbeServer:
-    def __init__(self, host: str, port: int, respond: Callable[[str], Response]) -> None:
+    """``respond(path)`` returns the response, or an awaitable of it (e.g. a query).
+
+    ``reuse_port`` lets several processes of one program (``easyclaw api
+    --workers N``) listen on the same port; the kernel spreads connections.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        respond: Callable[[str], Response | Awaitable[Response]],
+        *,
+        reuse_port: bool = False,
+    ) -> None:
         self._host = host
         self._port = port
         self._respond = respond
+        self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
 
     @property
@@ -27,7 +42,9 @@ class ProbeServer:
         return port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        self._server = await asyncio.start_server(
+            self._handle, self._host, self._port, reuse_port=self._reuse_port or None
+        )
 
     async def close(self) -> None:
         if self._server is not None:
@@ -39,7 +56,10 @@ class ProbeServer:
             request_line = await asyncio.wait_for(reader.readline(), timeout=5)
             parts = request_line.decode("latin-1").split()
             path = parts[1].split("?")[0] if len(parts) >= 2 else ""
-            status, content_type, body = self._respond(path)
+            answer = self._respond(path)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            status, content_type, body = answer
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()

@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
+    api_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port of the API's /metrics, a listener of its own (the API port never "
+        "serves it); 0 disables",
+    )
     api_max_body_bytes: int = Field(1_048_576, ge=1)
     api_max_header_bytes: int = Field(
         65_536, ge=1024, le=16_777_216, description="request line and headers; larger is a 431"
