@@ -51,7 +51,9 @@ def app_stack_missing_inputs() -> list[str]:
 
 def build_app(outdir: str | None = None) -> App:
     """All stacks, checked by cdk-nag; the context comes from the cdk CLI or infra/cdk.json."""
-    context = None if "CDK_CONTEXT_JSON" in os.environ else file_context()
+    # The cdk CLI passes cdk.json plus `-c` values in the environment (or, when large, a file).
+    from_cli = {"CDK_CONTEXT_JSON", "CONTEXT_OVERFLOW_LOCATION_ENV"} & set(os.environ)
+    context = None if from_cli else file_context()
     app = App(outdir=outdir, context=context)
     config = DeploymentConfig.from_context(app.node)
     env = Environment(account=config.account, region=config.region)

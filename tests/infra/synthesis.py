@@ -50,6 +50,13 @@ class Synthesized:
             if resource["Type"] == type_
         }
 
+    def helm_release(self, release: str) -> dict[str, Any]:
+        """Properties of the App stack's HelmChart resource that installs ``release``."""
+        charts = self.resources("EasyClaw-App-Stack", "Custom::AWSCDK-EKS-HelmChart")
+        [found] = [c for c in charts.values() if c["Properties"].get("Release") == release]
+        properties: dict[str, Any] = found["Properties"]
+        return properties
+
 
 def offline_environment(outdir: Path) -> dict[str, str]:
     """No credentials, no profiles, no metadata service, every endpoint a closed port."""
@@ -94,7 +101,7 @@ def sample(value: Any) -> str:
         separator, parts = argument
         return str(separator).join(sample(part) for part in parts)
     if function == "Ref":
-        return "eu-west-1.amazonaws.com" if argument == "AWS::URLSuffix" else f"sample-{argument}"
+        return "amazonaws.com" if argument == "AWS::URLSuffix" else f"sample-{argument}"
     if function == "Fn::GetAtt":
         return f"sample-{argument[0]}.{argument[1]}"
     if function == "Fn::ImportValue":

@@ -420,9 +420,7 @@ def test_external_secrets_webhook_is_off_the_fargate_kubelet_port(
 
 
 def easyclaw_release(synthesized: Synthesized) -> dict[str, Any]:
-    charts = synthesized.resources("EasyClaw-App-Stack", "Custom::AWSCDK-EKS-HelmChart")
-    [release] = [c for c in charts.values() if c["Properties"].get("Release") == "easyclaw"]
-    return release["Properties"]
+    return synthesized.helm_release("easyclaw")
 
 
 def test_easyclaw_chart_is_installed_from_the_local_chart_asset(synthesized: Synthesized) -> None:

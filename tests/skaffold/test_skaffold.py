@@ -10,6 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -23,13 +26,40 @@ SKAFFOLD = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text())
 SCHEMA_PATH = REPO_ROOT / "tests" / "schemas" / "skaffold" / "v4beta14.json"
 BUILT = {"IMAGE_REPO_easyclaw": "easyclaw", "IMAGE_TAG_easyclaw": "3f2c1ab",
          "IMAGE_DIGEST_easyclaw": "sha256:" + "a" * 64}  # fmt: skip
-EKS_ENV = {
-    "EASYCLAW_JWT_JWKS_URL": "https://auth.example.com/jwks.json",
-    "EASYCLAW_JWT_ISSUER": "https://auth.example.com/",
-    "EASYCLAW_API_ROLE_ARN": "arn:aws:iam::111111111111:role/api",
-    "EASYCLAW_WORKER_ROLE_ARN": "arn:aws:iam::111111111111:role/worker",
-    "EASYCLAW_METRICS_MIRROR_ROLE_ARN": "arn:aws:iam::111111111111:role/mirror",
+EKS_VALUES = "infra/eks-values.yaml"
+# What `cdk deploy --outputs-file` writes for the App stack (see tests/infra for the real ones).
+APP_OUTPUTS = {
+    "Region": "eu-west-1",
+    "ClusterName": "prod-eks",
+    "Environment": "production",
+    "WorkerRoleArn": "arn:aws:iam::111111111111:role/worker",
+    "MetricsMirrorRoleArn": "arn:aws:iam::111111111111:role/mirror",
+    "StateBucket": "prod-eks-state-111111111111-eu-west-1",
+    "PodSecurityGroupId": "sg-0123456789abcdef0",
+    "JwtJwksUrl": "https://auth.example.com/jwks.json",
+    "JwtIssuer": "https://auth.example.com/",
+    "JwtAudience": "easyclaw",
+    "BedrockModelId": "anthropic.claude-3-haiku-20240307-v1:0",
+    "WorkerMaxReplicas": "40",
+    "ApiDomain": "api.example.com",
+    "CertificateArn": "arn:aws:acm:eu-west-1:111111111111:certificate/abc",
 }
+
+
+def eks_values_from(outputs: dict[str, str], directory: Path) -> Path:
+    """Run `make eks-values`' script on a `cdk deploy --outputs-file` JSON; the values file."""
+    outputs_file = directory / "cdk-outputs.json"
+    outputs_file.write_text(json.dumps({"EasyClaw-App-Stack": outputs, "EasyClaw-Data-Stack": {}}))
+    values = directory / "eks-values.yaml"
+    script = REPO_ROOT / "infra" / "eks_values.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(outputs_file), str(values)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return values
 
 
 def schema() -> dict[str, Any]:
@@ -47,12 +77,20 @@ def release(config: dict[str, Any]) -> dict[str, Any]:
     return only
 
 
-def render_release(helm_release: dict[str, Any], variables: dict[str, str]) -> list[dict[str, Any]]:
-    """What ``skaffold deploy`` installs: valuesFiles plus the filled-in templates."""
+def render_release(
+    helm_release: dict[str, Any],
+    variables: dict[str, str],
+    generated: dict[str, Path] | None = None,
+) -> list[dict[str, Any]]:
+    """What ``skaffold deploy`` installs: valuesFiles plus the filled-in templates.
+
+    ``generated`` stands in for values files that are made, not committed
+    (``infra/eks-values.yaml``): repository path -> the file to use.
+    """
     args = ["template", helm_release["name"], str(REPO_ROOT / helm_release["chartPath"])]
     args += ["--namespace", helm_release["namespace"], "--api-versions", "keda.sh/v1alpha1"]
     for path in helm_release.get("valuesFiles", []):
-        args += ["--values", str(REPO_ROOT / path)]
+        args += ["--values", str((generated or {}).get(path, REPO_ROOT / path))]
     for key, template in helm_release.get("setValueTemplates", {}).items():
         value = re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: variables[m.group(1)], str(template))
         args += ["--set", f"{key}={value}"]
@@ -114,8 +152,13 @@ def test_port_forward_reaches_the_api_service_on_8000() -> None:
     assert forward["namespace"] == release(SKAFFOLD)["namespace"]
 
 
-def test_eks_profile_deploys_for_fargate_with_irsa_and_jwt() -> None:
-    objects = render_release(release(profile("eks")), {**BUILT, **EKS_ENV})
+def test_eks_profile_deploys_what_the_cdk_outputs_say_with_the_built_image(
+    tmp_path: Path,
+) -> None:
+    eks_release = release(profile("eks"))
+    assert eks_release["valuesFiles"] == [EKS_VALUES], "only the generated values, nothing by hand"
+    values = eks_values_from(APP_OUTPUTS, tmp_path)
+    objects = render_release(eks_release, BUILT, {EKS_VALUES: values})
     assert images(objects) == {f"easyclaw:3f2c1ab@{BUILT['IMAGE_DIGEST_easyclaw']}"}
     kinds = {obj["kind"] for obj in objects}
     assert "StatefulSet" not in kinds
@@ -126,12 +169,39 @@ def test_eks_profile_deploys_for_fargate_with_irsa_and_jwt() -> None:
         if o["kind"] == "ServiceAccount"
     }
     role = "eks.amazonaws.com/role-arn"
-    assert accounts["easyclaw-api"][role] == EKS_ENV["EASYCLAW_API_ROLE_ARN"]
-    assert accounts["easyclaw-worker"][role] == EKS_ENV["EASYCLAW_WORKER_ROLE_ARN"]
-    assert accounts["easyclaw-metrics-mirror"][role] == EKS_ENV["EASYCLAW_METRICS_MIRROR_ROLE_ARN"]
+    assert accounts["easyclaw-worker"][role] == APP_OUTPUTS["WorkerRoleArn"]
+    assert accounts["easyclaw-metrics-mirror"][role] == APP_OUTPUTS["MetricsMirrorRoleArn"]
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
     assert config["data"]["EASYCLAW_AUTH_MODE"] == "jwt"
-    assert config["data"]["EASYCLAW_JWT_JWKS_URL"] == EKS_ENV["EASYCLAW_JWT_JWKS_URL"]
+    assert config["data"]["EASYCLAW_JWT_JWKS_URL"] == APP_OUTPUTS["JwtJwksUrl"]
+    (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == APP_OUTPUTS["CertificateArn"]
+    assert ingress["spec"]["rules"][0]["host"] == APP_OUTPUTS["ApiDomain"]
+    (mirror,) = [o for o in objects if o["metadata"]["name"] == "easyclaw-metrics-mirror"
+                 and o["kind"] == "Deployment"]  # fmt: skip
+    env = {
+        e["name"]: e.get("value")
+        for e in mirror["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["EASYCLAW_METRICS_DIMENSIONS"] == "Cluster=prod-eks,Environment=production"
+
+
+def test_eks_values_script_names_missing_outputs(tmp_path: Path) -> None:
+    outputs = {k: v for k, v in APP_OUTPUTS.items() if k != "WorkerRoleArn"}
+    outputs_file = tmp_path / "cdk-outputs.json"
+    outputs_file.write_text(json.dumps({"EasyClaw-App-Stack": outputs}))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "infra" / "eks_values.py"), str(outputs_file),
+         str(tmp_path / "values.yaml")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "EasyClaw-App-Stack outputs lack WorkerRoleArn: deploy the current App stack and "
+        "write its outputs with `cdk deploy --outputs-file`"
+    )
+    assert not (tmp_path / "values.yaml").exists()
 
 
 def test_runbook_names_what_skaffold_deploys() -> None:
