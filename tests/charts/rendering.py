@@ -75,8 +75,13 @@ def render(
     *sets: str,
     kube_version: str = "1.33.0",
     layer: k8s_tools.KubectlLayer = k8s_tools.HELM4,
+    api_versions: tuple[str, ...] = (),
 ) -> Rendered:
-    """``helm template`` of the chart with a ci/ value set and ``--set`` overrides."""
+    """``helm template`` of the chart with a ci/ value set and ``--set`` overrides.
+
+    KEDA's API is always present; ``api_versions`` adds more (``group/version``
+    or ``group/version/Kind``), as a cluster that serves them would.
+    """
     args = [
         "template",
         RELEASE,
@@ -88,6 +93,8 @@ def render(
         "--api-versions",
         "keda.sh/v1alpha1",
     ]
+    for api_version in api_versions:
+        args += ["--api-versions", api_version]
     if value_set:
         args += ["--values", str(values_file(value_set))]
     for item in sets:

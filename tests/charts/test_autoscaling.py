@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from easyclaw.worker.pod_deletion_cost import cost_of
 from tests.charts.hpa import Autoscaler
 from tests.charts.rendering import render
 from tests.support.processes import WorkerProcesses
@@ -57,13 +58,18 @@ class Cluster:
             self.running.append((name, process))
             self.started += 1
         while self.replicas > count:
-            name, process = min(self.running, key=lambda item: self.held_jobs().get(item[0], 0))
+            # The ReplicaSet deletes the lowest deletion cost first (idle before busy),
+            # then the newest pod.
+            held = self.held_jobs()
+            name, process = min(
+                reversed(self.running), key=lambda item: cost_of(held.get(item[0], 0))
+            )
             self.running.remove((name, process))
             process.terminate()
             self.terminating.append(process)
 
     def held_jobs(self) -> dict[str, int]:
-        """Jobs each worker holds: what its pod-deletion-cost annotation says."""
+        """Jobs each worker holds, from which its pod-deletion-cost annotation follows."""
         rows = self.db.execute(
             b"SELECT split_part(worker_id, '.', 1), count(*) FROM jobs"
             b" WHERE status = 'RUNNING' GROUP BY 1"

@@ -148,18 +148,24 @@ def test_operator_runs_alone_with_namespaced_least_privilege() -> None:
     ]
 
 
-def test_nothing_cluster_wide_and_no_wildcards(rendered: Rendered) -> None:
+def test_nothing_cluster_wide_but_aggregated_roles_and_no_wildcards(rendered: Rendered) -> None:
     kinds = {obj["kind"] for obj in rendered.objects}
-    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
-    for role in rendered.of_kind("Role"):
+    assert not kinds & {"ClusterRoleBinding", "CustomResourceDefinition"}
+    for role in rendered.of_kind("ClusterRole"):
+        # Only roles folded into the built-in view/edit roles; never bound by the chart.
+        labels = role["metadata"]["labels"]
+        assert "aggregationRule" not in role
+        assert {k for k in labels if k.startswith("rbac.authorization.k8s.io/aggregate-to-")}
+        assert {r for rule in role["rules"] for r in rule["resources"]} <= {"easyclawjobs"}
+    for role in rendered.of_kind("Role") + rendered.of_kind("ClusterRole"):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
 
 
-def test_workers_may_only_get_and_patch_pods() -> None:
+def test_workers_may_only_patch_pods() -> None:
     rendered = render("kind")
     role = rendered.get("Role", "worker")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
     worker = rendered.get("Deployment", "worker")
     spec = worker["spec"]["template"]["spec"]
     assert spec["automountServiceAccountToken"] is True
@@ -448,3 +454,35 @@ def test_no_service_links_leak_into_the_settings_prefix() -> None:
     assert "name: easyclaw-api\n" in result.stdout
     for _, spec in render("kind").pod_specs():
         assert spec["enableServiceLinks"] is False
+
+
+def test_easyclawjobs_join_the_built_in_view_and_edit_roles() -> None:
+    rendered = render("kind")
+    roles = {r["metadata"]["name"].rsplit("-", 1)[1]: r for r in rendered.of_kind("ClusterRole")}
+    assert set(roles) == {"view", "edit"}
+    view, edit = roles["view"], roles["edit"]
+
+    def aggregated_to(role: dict[str, Any]) -> set[str]:
+        return {
+            key.removeprefix("rbac.authorization.k8s.io/aggregate-to-")
+            for key, value in role["metadata"]["labels"].items()
+            if key.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true"
+        }
+
+    assert aggregated_to(view) == {"view", "edit", "admin"}
+    assert aggregated_to(edit) == {"edit", "admin"}, "viewers must not create jobs as any user"
+    assert view["rules"] == [
+        {
+            "apiGroups": ["easyclaw.dev"],
+            "resources": ["easyclawjobs"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    (rule,) = edit["rules"]
+    assert set(rule["verbs"]) == {"create", "update", "patch", "delete", "deletecollection"}
+    # Status is the operator's: nobody edits it through these roles.
+    assert rule["resources"] == ["easyclawjobs"]
+    # Cluster-scoped names carry the namespace, so two releases never collide.
+    assert view["metadata"]["name"] == f"{NAMESPACE}-{RELEASE}-easyclaw-easyclawjobs-view"
+    assert render("kind", "operator.aggregateClusterRoles=false").of_kind("ClusterRole") == []
+    assert render("kind", "operator.enabled=false").of_kind("ClusterRole") == []

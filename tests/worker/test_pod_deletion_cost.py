@@ -20,9 +20,12 @@ from easyclaw.core.settings import Settings
 from easyclaw.worker.main import pod_deletion_cost
 from easyclaw.worker.pod_deletion_cost import (
     ANNOTATION,
+    BUSY_COST,
+    IDLE_COST,
     KubernetesTarget,
     NotInCluster,
     PodDeletionCost,
+    cost_of,
 )
 from tests.support.waiting import wait_for
 from tests.worker.helpers import enqueue, running_worker, wait_status
@@ -51,27 +54,44 @@ def patches(kmock: Any) -> list[Any]:
     return [r for r in kmock if str(r.method.value).upper() == "PATCH"]
 
 
-async def test_annotation_follows_held_jobs(
+async def test_annotation_is_idle_or_busy_and_patched_only_when_that_changes(
     pod: Any, settings: Settings, pool: AsyncPool, conn: psycopg.AsyncConnection[Any]
 ) -> None:
     cost = PodDeletionCost(
         KubernetesTarget(api_url=str(pod.url), namespace=NAMESPACE, pod_name=POD)
     )
+    held: list[int] = []
+
+    def busy() -> int:
+        held.append(worker.busy)
+        return worker.busy
+
     async with running_worker(settings, pool) as worker:
-        follower = asyncio.create_task(cost.follow(lambda: worker.busy, interval=0.02))
+        follower = asyncio.create_task(cost.follow(busy, interval=0.02))
         try:
-            await wait_for(lambda: annotation(pod) == "0", timeout=5)
-            jobs = [await enqueue(conn, "SLEEP", {"seconds": 1.0}) for _ in range(3)]
-            await wait_for(lambda: annotation(pod) == "3", timeout=5)
+            await wait_for(lambda: annotation(pod) == str(IDLE_COST), timeout=5)
+            # Jobs of different lengths: the worker holds 3, then 2, then 1 of them.
+            jobs = [
+                await enqueue(conn, "SLEEP", {"seconds": seconds}) for seconds in (0.6, 0.9, 1.2)
+            ]
+            await wait_for(lambda: annotation(pod) == str(BUSY_COST), timeout=5)
             for job in jobs:
                 await wait_status(conn, job.id, JobStatus.COMPLETED)
-            await wait_for(lambda: annotation(pod) == "0", timeout=5)
+            await wait_for(lambda: annotation(pod) == str(IDLE_COST), timeout=5)
         finally:
             follower.cancel()
             await cost.aclose()
-    # Only changes are sent: idle 0, busy 3 (perhaps via 1 and 2), idle 0 again.
-    assert 3 <= len(patches(pod)) <= 5
+    assert {3, 2, 1} <= set(held), "the held count went through 3, 2 and 1"
+    # Yet only idle, busy, idle were sent.
+    sent = [r.data["metadata"]["annotations"][ANNOTATION] for r in patches(pod)]
+    assert sent == [str(IDLE_COST), str(BUSY_COST), str(IDLE_COST)]
     assert pod.objects["v1/pods", NAMESPACE, POD]["metadata"]["labels"] == {"app": "worker"}
+
+
+def test_cost_is_quantised_to_two_values() -> None:
+    assert cost_of(0) == IDLE_COST
+    assert {cost_of(n) for n in (1, 2, 16, 10_000)} == {BUSY_COST}
+    assert IDLE_COST < BUSY_COST
 
 
 async def test_patch_is_a_merge_patch_of_the_annotation_only(pod: Any, tmp_path: Path) -> None:

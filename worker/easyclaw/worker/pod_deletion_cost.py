@@ -2,13 +2,18 @@
 
 When KEDA lowers the replica count, the ReplicaSet deletes the pods with the
 lowest ``controller.kubernetes.io/pod-deletion-cost`` first. A worker keeps
-that annotation on its own pod equal to the number of jobs it holds: idle
-workers (cost 0) go first, busy ones stay and finish their work.
+that annotation on its own pod at one of two values: ``IDLE_COST`` while it
+holds no job, ``BUSY_COST`` while it holds any. Idle workers go first, busy
+ones stay and finish their work. Two values rather than the number of held
+jobs: a busy worker's count changes with every job, and every change would
+be a patch (an API-server write and a watch event for every controller
+watching pods); idle/busy changes only when a worker runs dry or picks up work.
 
 The pod patches itself through the Kubernetes API with its service-account
-token (RBAC: get/patch pods in its own namespace). Only changes are sent, and
-a failed patch is logged, never fatal: the cost is a hint to the scheduler,
-not part of running jobs.
+token (RBAC: patch pods in its own namespace; the chart's
+ValidatingAdmissionPolicy narrows that to its own pod and this annotation).
+Only changes are sent, and a failed patch is logged, never fatal: the cost is
+a hint to the scheduler, not part of running jobs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import httpx
 from easyclaw.core.jsonlog import EventLogger
 
 ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+IDLE_COST = 0
+BUSY_COST = 1000
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 CHECK_INTERVAL_SECONDS = 0.5
 
@@ -73,8 +80,13 @@ class KubernetesTarget:
         )
 
 
+def cost_of(held_jobs: int) -> int:
+    """The deletion cost of a worker holding this many jobs: idle or busy."""
+    return BUSY_COST if held_jobs > 0 else IDLE_COST
+
+
 class PodDeletionCost:
-    """Keeps this pod's deletion cost equal to the number of jobs its worker holds."""
+    """Keeps this pod's deletion cost at idle or busy, as its worker is."""
 
     def __init__(self, target: KubernetesTarget, *, timeout: float = 5.0) -> None:
         self.target = target
@@ -119,9 +131,9 @@ class PodDeletionCost:
     async def follow(
         self, held_jobs: Callable[[], int], interval: float = CHECK_INTERVAL_SECONDS
     ) -> None:
-        """Until cancelled: send the cost whenever the number of held jobs changes."""
+        """Until cancelled: send the cost whenever the worker turns idle or busy."""
         while True:
-            await self.set(held_jobs())
+            await self.set(cost_of(held_jobs()))
             await asyncio.sleep(interval)
 
     async def aclose(self) -> None:
