@@ -37,6 +37,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
 from easyclaw.api.app import create_app
+from easyclaw.core.db import check_database
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.process import tune_garbage_collector
 from easyclaw.core.settings import Settings
@@ -270,6 +271,9 @@ def main(settings: Settings | None = None, *, workers: int = 1) -> None:
     app (and its own pool) from the environment."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    # A DATABASE_URL that cannot work stops the API here, before it serves
+    # (an unreachable server does not: /readyz says so until it is back).
+    asyncio.run(check_database(settings, application_name="easyclaw-api"))
     tune_garbage_collector()
     if workers == 1:
         server = uvicorn.Server(server_config(settings, create_app(settings)))

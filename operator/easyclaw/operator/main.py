@@ -6,6 +6,7 @@ import asyncio
 
 import kopf
 
+from easyclaw.core.db import check_database
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.settings import Settings, SettingsError
@@ -34,6 +35,7 @@ async def run_operator(
 ) -> None:
     """Run until cancelled (or SIGTERM/SIGINT, which kopf handles)."""
     check_settings(settings)
+    await check_database(settings, application_name="easyclaw-operator")
     async with operator_runtime(settings, registry=registry, connection=connection) as runtime:
         liveness = (
             f"http://0.0.0.0:{settings.operator_health_port}/healthz"

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,9 +22,14 @@ from easyclaw.cli.client import ApiCallError, ClientSettings, EasyClawClient
 
 
 def _settings() -> Any:
+    from easyclaw.core.database_url import password_fragments
+    from easyclaw.core.jsonlog import hide_in_logs
     from easyclaw.core.settings import Settings
 
-    return Settings()
+    settings = Settings()
+    if settings.database_url is not None:
+        hide_in_logs(*password_fragments(settings.database_url.get_secret_value()))
+    return settings
 
 
 def _apply_overrides(**overrides: Any) -> None:
@@ -257,17 +263,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 130
     except Exception as error:
         from easyclaw.cli.local_postgres import LocalPostgresError
+        from easyclaw.core.errors import DatabaseUnavailableError
+        from easyclaw.core.jsonlog import redact
         from easyclaw.core.migrations import MigrationError
         from easyclaw.core.settings import SettingsError
 
         if isinstance(error, SettingsError):
-            print(f"easyclaw {args.command}: {error}", file=sys.stderr)
+            print(f"easyclaw {args.command}: {redact(str(error))}", file=sys.stderr)
             code = 2
+        elif isinstance(error, DatabaseUnavailableError):
+            print(
+                f"easyclaw {args.command}: cannot reach the database: {redact(str(error))}",
+                file=sys.stderr,
+            )
+            code = 1
         elif isinstance(error, (MigrationError, LocalPostgresError)):
-            print(f"easyclaw {args.command}: {error}", file=sys.stderr)
+            print(f"easyclaw {args.command}: {redact(str(error))}", file=sys.stderr)
             code = 1
         else:
-            raise
+            # A bug: show where, but never a secret a library put into the message.
+            sys.stderr.write(redact(traceback.format_exc()))
+            code = 1
     sys.exit(code)
 
 

@@ -13,8 +13,12 @@ import psycopg_pool
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 
+from easyclaw.core import database_url
 from easyclaw.core.errors import DatabaseUnavailableError
+from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.settings import Settings
+
+log = EventLogger("easyclaw.db")
 
 # jsonb in and out through orjson: several times faster than the json module,
 # and payloads cross this boundary on every claim and completion.
@@ -103,6 +107,21 @@ async def connect(settings: Settings, *, application_name: str) -> AsyncConn:
     )
 
 
+async def check_database(settings: Settings, *, application_name: str) -> bool:
+    """At start, connect once: a DATABASE_URL that cannot work (malformed, bad option,
+    wrong password, unknown database) raises DatabaseConfigError, so the process
+    stops naming the cause; an unreachable server returns False (the caller's
+    pool retries it as usual); True if the server answered."""
+    url = settings.require_database_url()
+    try:
+        conn = await database_url.connect(url, **connection_kwargs(settings, application_name))
+    except DatabaseUnavailableError as error:
+        log.warning("db.unreachable_at_start", error=str(error))
+        return False
+    await conn.close()
+    return True
+
+
 @asynccontextmanager
 async def pooled(pool: AsyncPool) -> AsyncIterator[AsyncConn]:
     """A pooled connection; "database not reachable" surfaces as DatabaseUnavailableError."""
@@ -121,6 +140,7 @@ __all__ = [
     "UNAVAILABLE_ERRORS",
     "AsyncConn",
     "AsyncPool",
+    "check_database",
     "connect",
     "connection_kwargs",
     "create_pool",

@@ -20,9 +20,20 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@"
 _FIELDS = "easyclaw_fields"
 
 
+_HIDDEN: set[str] = set()
+
+
+def hide_in_logs(*secrets: str) -> None:
+    """Never log these strings (a password, also where a library quotes it oddly)."""
+    _HIDDEN.update(secret for secret in secrets if secret)
+
+
 def redact(value: Any) -> Any:
-    """Hide passwords embedded in URLs (``postgresql://user:secret@host``)."""
+    """Hide passwords embedded in URLs (``postgresql://user:secret@host``) and every
+    string registered with :func:`hide_in_logs`."""
     if isinstance(value, str):
+        for secret in sorted(_HIDDEN, key=len, reverse=True):
+            value = value.replace(secret, "***")
         return _URL_PASSWORD.sub(r"\g<scheme>***@", value)
     return value
 

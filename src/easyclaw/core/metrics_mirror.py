@@ -58,7 +58,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from easyclaw.core import queue
-from easyclaw.core.db import UNAVAILABLE_ERRORS, AsyncConn, connect
+from easyclaw.core.db import UNAVAILABLE_ERRORS, AsyncConn, check_database, connect
 from easyclaw.core.errors import DatabaseUnavailableError
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.models import QueueStats
@@ -325,7 +325,7 @@ class MirrorHealthServer(ProbeServer):
 
 async def run_metrics_mirror(settings: Settings) -> None:
     """Run the mirror (and its /healthz) until SIGTERM or SIGINT."""
-    settings.require_database_url()
+    await check_database(settings, application_name="easyclaw-metrics-mirror")
     mirror = MetricsMirror(settings, cloudwatch_client(settings))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-import psycopg
+from easyclaw.core.database_url import connect as database_url_connect
 
 # "EasyClaw" in ASCII, as a bigint key for pg_advisory_lock.
 MIGRATION_LOCK_KEY = 0x45617379436C6177
@@ -66,9 +66,13 @@ def available_migrations() -> list[Migration]:
 
 
 async def migrate(database_url: str) -> list[Migration]:
-    """Bring the database up to date; return the migrations this call applied."""
+    """Bring the database up to date; return the migrations this call applied.
+
+    A URL that cannot work raises DatabaseConfigError, an unreachable server
+    DatabaseUnavailableError (both without the password).
+    """
     applied_now: list[Migration] = []
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    async with await database_url_connect(database_url, autocommit=True) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             await conn.execute(_CREATE_TABLE)

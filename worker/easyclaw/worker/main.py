@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 
-from easyclaw.core.db import create_pool
+from easyclaw.core.db import check_database, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.process import tune_garbage_collector
@@ -36,6 +36,7 @@ def worker_pool_size(settings: Settings) -> int:
 
 async def run_worker(settings: Settings, registry: JobTypeRegistry | None = None) -> None:
     registry = registry or load_registry(settings)
+    await check_database(settings, application_name="easyclaw-worker")
     pool = create_pool(
         settings,
         application_name="easyclaw-worker",
