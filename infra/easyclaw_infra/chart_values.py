@@ -108,6 +108,11 @@ def chart_values(wiring: ChartWiring) -> dict[str, Any]:
                 "maxReplicaCount": _as_int(wiring.worker_max_replicas),
             },
         },
+        # Fargate ignores NetworkPolicy; the pods' isolation is the pod security group.
+        "securityGroupPolicy": {
+            "enabled": True,
+            "securityGroupIds": [wiring.pod_security_group_id],
+        },
         "metricsMirror": {
             "enabled": True,
             "awsRegion": wiring.region,

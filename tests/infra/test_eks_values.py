@@ -55,7 +55,8 @@ def test_the_app_stack_outputs_every_name_skaffold_needs(synthesized: Synthesize
     assert alarm_dimensions(synthesized) == {
         (("Cluster", wiring.cluster_name), ("Environment", wiring.environment))
     }
-    assert "PodSecurityGroup" in wiring.pod_security_group_id
+    raw = synthesized.json(APP)["Outputs"]["PodSecurityGroupId"]["Value"]
+    assert "PodSecurityGroup" in raw["Fn::ImportValue"], "the Cluster stack's pod security group"
     assert wiring.certificate_arn.startswith("sample-ApiEndpointCertificate")
     assert wiring.api_domain == CONTEXT["easyclaw:apiDomain"]
     assert outputs["ApiUrl"] == f"https://{CONTEXT['easyclaw:apiDomain']}"

@@ -448,7 +448,7 @@ def test_easyclaw_chart_is_installed_from_the_local_chart_asset(synthesized: Syn
 def test_chart_values_are_wired_and_render_with_the_real_chart(
     synthesized: Synthesized, tmp_path: Path
 ) -> None:
-    values = json.loads(joined(easyclaw_release(synthesized)["Values"], "arn:aws:iam::1:role/x"))
+    values = json.loads(sample(easyclaw_release(synthesized)["Values"]))
     assert values["database"] == {
         "existingSecret": "easyclaw-database",
         "existingSecretKey": "DATABASE_URL",
@@ -482,14 +482,19 @@ def test_chart_values_are_wired_and_render_with_the_real_chart(
     assert result.returncode == 0, result.stderr
     objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
-    for name in ("easyclaw-worker", "easyclaw-metrics-mirror"):
+    for name, role in (
+        ("easyclaw-worker", "WorkerRole"),
+        ("easyclaw-metrics-mirror", "MetricsMirrorRole"),
+    ):
         annotations = accounts[name]["metadata"].get("annotations", {})
-        assert annotations.get("eks.amazonaws.com/role-arn") == "arn:aws:iam::1:role/x", name
+        assert annotations["eks.amazonaws.com/role-arn"].startswith(f"sample-{role}"), name
     [ingress] = [o for o in objects if o["kind"] == "Ingress"]
     assert ingress["metadata"]["name"] == "easyclaw-api"
     # HTTPS on 443 with the stack's certificate; 80 only redirects there.
     annotations = ingress["metadata"]["annotations"]
-    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == "arn:aws:iam::1:role/x"
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith(
+        "sample-ApiEndpointCertificate"
+    )
     assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [
         {"HTTP": 80},
         {"HTTPS": 443},
@@ -499,6 +504,12 @@ def test_chart_values_are_wired_and_render_with_the_real_chart(
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == [CONTEXT["easyclaw:apiDomain"]]
     [scaled] = [o for o in objects if o["kind"] == "ScaledObject"]
     assert scaled["spec"]["maxReplicaCount"] == MAX_REPLICAS
+    # Fargate ignores NetworkPolicy: the pods get the stack's pod security group instead.
+    [policy] = [o for o in objects if o["kind"] == "SecurityGroupPolicy"]
+    [group] = policy["spec"]["securityGroups"]["groupIds"]
+    assert group == values["securityGroupPolicy"]["securityGroupIds"][0]
+    assert group.startswith("sg-")
+    assert not [o for o in objects if o["kind"] == "NetworkPolicy"]
 
 
 def test_api_gets_a_dns_validated_certificate_a_dns_name_and_an_https_url(

@@ -185,6 +185,8 @@ def test_eks_profile_deploys_what_the_cdk_outputs_say_with_the_built_image(
         for e in mirror["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["EASYCLAW_METRICS_DIMENSIONS"] == "Cluster=prod-eks,Environment=production"
+    (policy,) = [o for o in objects if o["kind"] == "SecurityGroupPolicy"]
+    assert policy["spec"]["securityGroups"]["groupIds"] == [APP_OUTPUTS["PodSecurityGroupId"]]
 
 
 def test_eks_values_script_names_missing_outputs(tmp_path: Path) -> None:
