@@ -69,7 +69,7 @@ bench-compare: $(VENV)/.installed-bench ## EasyClaw vs PgQueuer, Procrastinate, 
 growth: $(VENV)/.installed-dev ## claim, scaler and queue_stats times with 10k/100k/1M/10M finished jobs (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.growth
 
-drills: $(VENV)/.installed-dev ## long failure drills: SIGKILL, database restart, SIGTERM (issue sizes)
+drills: $(VENV)/.installed-dev ## long failure drills: SIGKILL, database restart, SIGTERM, chaos (issue sizes)
 	$(BIN)/python -m bench.drills
 
 clean: ## remove the virtual environment and local data

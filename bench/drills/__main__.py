@@ -1,4 +1,4 @@
-"""``python -m bench.drills [--quick] [kill] [db_restart] [sigterm]``: run the
+"""``python -m bench.drills [--quick] [kill] [db_restart] [sigterm] [chaos]``: run the
 failure drills on an embedded PostgreSQL of their own (durable settings) and
 print what each counted; exit 1 if any promise failed."""
 
@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.drills import db_restart, kill, sigterm
+from bench.drills import chaos, db_restart, kill, sigterm
 from bench.drills.common import Report
 from easyclaw.cli.local_postgres import LocalPostgres
 from easyclaw.core.migrations import migrate
@@ -37,6 +37,10 @@ async def main(drills: list[str], quick: bool, work_dir: Path) -> list[Report]:
             if name == "kill":
                 url = await fresh_database(server, "drill_kill")
                 report = await kill.run(url, kill.QUICK if quick else kill.KillDrill(), log_dir)
+            elif name == "chaos":
+                url = await fresh_database(server, "drill_chaos")
+                drill = chaos.QUICK if quick else chaos.ChaosDrill()
+                report = await chaos.run(server, url, drill, log_dir)
             elif name == "sigterm":
                 url = await fresh_database(server, "drill_sigterm")
                 drill = sigterm.QUICK if quick else sigterm.SigtermDrill()
@@ -56,7 +60,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the small versions make test runs")
     parser.add_argument(
-        "drills", nargs="*", default=["kill", "db_restart", "sigterm"], help="which drills"
+        "drills",
+        nargs="*",
+        default=["kill", "db_restart", "sigterm", "chaos"],
+        help="which drills",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="easyclaw-drills-"))

@@ -2,7 +2,8 @@
 processes, real SIGKILL / SIGTERM, a real PostgreSQL stopped and started.
 
 ``make drills`` runs the same code at the issue's sizes (5,000 jobs, 4
-workers, a SIGKILL every 2 s; a 15 s database outage).
+workers, a SIGKILL every 2 s; a 15 s database outage; 5,000 jobs under random
+SIGKILLs and SIGSTOPs, a database crash and poison jobs).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench.drills import db_restart, kill, sigterm
+from bench.drills import chaos, db_restart, kill, sigterm
 
 from easyclaw.cli.local_postgres import LocalPostgres
 from easyclaw.core.migrations import migrate
@@ -56,3 +57,15 @@ async def test_a_database_crash_is_quick_503s_then_recovery_with_nothing_lost(
     report = await db_restart.run(own_postgres, own_postgres.url(), db_restart.QUICK, tmp_path)
     report.print()
     assert report.problems == []
+
+
+async def test_chaos_of_kills_pauses_a_database_crash_and_poison_loses_nothing(
+    own_postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    await migrate(own_postgres.url())
+    report = await chaos.run(own_postgres, own_postgres.url(), chaos.QUICK, tmp_path)
+    report.print()
+    assert report.problems == []
+    assert report.counts["jobs lost"] == 0
+    assert report.counts["effects twice"] == 0
+    assert report.counts["stuck jobs"] == 0
