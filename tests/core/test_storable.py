@@ -7,7 +7,8 @@ from uuid import uuid4
 
 import psycopg
 
-from easyclaw.core import conversations, queue
+from easyclaw.agents import conversations
+from easyclaw.core import queue
 from easyclaw.core.models import JobStatus, Outcome
 from easyclaw.core.storable import contains_nul, without_nul
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
+from easyclaw.agents.jobtypes.echo import ECHO
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.jobtypes.echo import ECHO
 from easyclaw.operator.resource import GROUP, KIND, PLURAL, VERSION, Phase
 from easyclaw.operator.spec import EasyClawJobSpec, parse_spec
 from easyclaw.operator.status import STATUS_KEYS

@@ -9,8 +9,8 @@ from uuid import uuid4
 
 import pytest
 
+from easyclaw.agents.jobtypes.echo import ECHO
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.jobtypes.echo import ECHO
 from easyclaw.core.models import Job, JobStatus
 from easyclaw.operator.spec import InvalidSpecError, parse_spec, ttl_seconds
 from easyclaw.operator.status import (

@@ -9,13 +9,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from easyclaw.agents.jobtypes.research import RESEARCH
+from easyclaw.agents.llm.echo import ECHO_LABEL
+from easyclaw.agents.state.archive import unpack
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import InvalidPayloadError, JobTypeRegistry
-from easyclaw.core.jobtypes.research import RESEARCH
-from easyclaw.core.llm.echo import ECHO_LABEL
 from easyclaw.core.models import JobStatus
 from easyclaw.core.settings import Settings
-from easyclaw.core.state.archive import unpack
 from tests.support.openai_server import MODEL, openai_compatible_server
 from tests.support.settings import make_settings
 from tests.support.web_pages import ARTICLE_HTML, WebServer

@@ -13,12 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from easyclaw.agents.state import state_store_from_settings
+from easyclaw.agents.state.archive import unpack
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import JobStatus
 from easyclaw.core.settings import Settings
-from easyclaw.core.state import state_store_from_settings
-from easyclaw.core.state.archive import unpack
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 from tests.worker.helpers import USER, enqueue, events, fetch_all, running_worker, wait_status

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from easyclaw.agents.submission import KnownUsers
 from easyclaw.api.auth import Authenticator
 from easyclaw.api.errors import install_error_handlers
 from easyclaw.api.metrics import MetricsServer
@@ -20,7 +21,6 @@ from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.settings import Settings
-from easyclaw.core.submission import KnownUsers
 
 
 def create_app(

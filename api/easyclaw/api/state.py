@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from easyclaw.agents.submission import KnownUsers
 from easyclaw.api.auth import Authenticator
 from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
-from easyclaw.core.submission import KnownUsers
 
 
 @dataclass(kw_only=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 from uuid import UUID
 
-from easyclaw.core import queue, submission
+from easyclaw.agents import submission
+from easyclaw.agents.submission import JobRequest
+from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool, pooled
 from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import Job
-from easyclaw.core.submission import JobRequest
 from easyclaw.operator.resource import idempotency_key
 from easyclaw.operator.runtime import OperatorRuntime
 from easyclaw.operator.spec import InvalidSpecError

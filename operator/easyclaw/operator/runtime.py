@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import kopf
 
+from easyclaw.agents.submission import KnownUsers
 from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.notifications import JOB_EVENTS, Listener
 from easyclaw.core.settings import Settings
-from easyclaw.core.submission import KnownUsers
 from easyclaw.operator.job_events import JobEventHub
 from easyclaw.operator.kube import KubeClient
 

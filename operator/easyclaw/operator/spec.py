@@ -15,9 +15,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from easyclaw.agents.submission import PRIORITY_MAX, PRIORITY_MIN, JobRequest
 from easyclaw.core.ids import USER_ID_PATTERN
 from easyclaw.core.jobtypes import InvalidPayloadError, JobTypeRegistry, UnknownJobTypeError
-from easyclaw.core.submission import PRIORITY_MAX, PRIORITY_MIN, JobRequest
 
 
 class InvalidSpecError(ValueError):

@@ -66,7 +66,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics_mirror(args: argparse.Namespace) -> int:
-    from easyclaw.core.metrics_mirror import main as mirror
+    from easyclaw.metrics_mirror.mirror import main as mirror
 
     _apply_overrides(metrics_mirror_interval_seconds=args.interval)
     mirror(_settings())

@@ -16,12 +16,10 @@ Lifecycle::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -190,50 +188,6 @@ async def find_job_by_idempotency_key(
     return Job.from_row(row) if row else None
 
 
-MAX_CURSOR_LENGTH = 200
-"""Longer than any cursor this API writes (about 110 characters)."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ListCursor:
-    """Where the previous page ended: the (created_at, id) of its last job."""
-
-    created_at: datetime
-    job_id: UUID
-
-    def encode(self) -> str:
-        raw = orjson.dumps([self.created_at.isoformat(), str(self.job_id)])
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> ListCursor:
-        """Parse a cursor from a previous page; ValueError for anything else.
-
-        Strict: only the exact text ``encode`` writes is accepted (two strings, an
-        ISO time with a whole-minute UTC offset and a UUID), so a tampered token is
-        a ValueError here, never an error further down.
-        """
-        if len(token) > MAX_CURSOR_LENGTH:
-            raise ValueError("cursor is not one this API returned")
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            value = orjson.loads(raw)
-        except (binascii.Error, ValueError) as error:
-            raise ValueError("cursor is not one this API returned") from error
-        if not (
-            isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
-        ):
-            raise ValueError("cursor is not one this API returned")
-        try:
-            cursor = cls(created_at=datetime.fromisoformat(value[0]), job_id=UUID(value[1]))
-        except ValueError as error:
-            raise ValueError("cursor is not one this API returned") from error
-        offset = cursor.created_at.utcoffset()
-        if offset is None or offset % timedelta(minutes=1) or cursor.encode() != token:
-            raise ValueError("cursor is not one this API returned")
-        return cursor
-
-
 async def list_jobs(
     conn: AsyncConn,
     *,
@@ -241,9 +195,9 @@ async def list_jobs(
     limit: int,
     status: JobStatus | None = None,
     type: str | None = None,
-    after: ListCursor | None = None,
+    after: tuple[datetime, UUID] | None = None,
 ) -> list[Job]:
-    """A page of the user's jobs, newest first."""
+    """A page of the user's jobs, newest first, after the (created_at, id) of the last seen."""
     cursor = conn.cursor(row_factory=dict_row)
     await cursor.execute(
         query("list_jobs"),
@@ -252,8 +206,8 @@ async def list_jobs(
             "limit": limit,
             "status": status.value if status else None,
             "type": type,
-            "after_created_at": after.created_at if after else None,
-            "after_id": after.job_id if after else None,
+            "after_created_at": after[0] if after else None,
+            "after_id": after[1] if after else None,
         },
     )
     return [Job.from_row(row) for row in await cursor.fetchall()]

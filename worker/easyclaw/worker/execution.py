@@ -7,14 +7,14 @@ from typing import Any
 
 import orjson
 
+from easyclaw.agents.state import StateStore
+from easyclaw.agents.state.workspace import job_workspace
 from easyclaw.core.db import is_unavailable
 from easyclaw.core.errors import JobTimeoutError, PermanentJobError, RetryableJobError
 from easyclaw.core.jobtypes import InvalidPayloadError, JobContext, JobType
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.queue import retry_delay
 from easyclaw.core.settings import Settings
-from easyclaw.core.state import StateStore
-from easyclaw.core.state.workspace import job_workspace
 
 MAX_ERROR_LENGTH = 2000
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from uuid import UUID
 
+from easyclaw.agents.state import state_store_from_settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
 from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry, ProcessResources
@@ -34,7 +35,6 @@ from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.notifications import CANCEL, JOBS_READY, Listener
 from easyclaw.core.settings import Settings
-from easyclaw.core.state import state_store_from_settings
 from easyclaw.worker import metrics
 from easyclaw.worker.completions import CompletionRecorder, FinishedAttempt, Recorded
 from easyclaw.worker.execution import run_attempt

@@ -8,6 +8,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
+from easyclaw.agents.submission import JobRefusedError, JobRequest, submit_job
+from easyclaw.api.cursor import MAX_CURSOR_LENGTH, ListCursor
 from easyclaw.api.deps import CurrentUser, StateDep, reject_repeated_query_parameters
 from easyclaw.api.errors import ApiError
 from easyclaw.api.schemas import ErrorPublic, JobCreate, JobCreated, JobPublic, JobsPublic
@@ -15,7 +17,6 @@ from easyclaw.core import queue
 from easyclaw.core.db import pooled
 from easyclaw.core.jobtypes import InvalidPayloadError, UnknownJobTypeError
 from easyclaw.core.models import Job, JobStatus
-from easyclaw.core.submission import JobRefusedError, JobRequest, submit_job
 
 router = APIRouter(
     prefix="/jobs", tags=["jobs"], dependencies=[Depends(reject_repeated_query_parameters)]
@@ -158,14 +159,14 @@ async def list_jobs(
     type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     cursor: Annotated[
         str | None,
-        Query(max_length=queue.MAX_CURSOR_LENGTH, description="nextCursor of the previous page"),
+        Query(max_length=MAX_CURSOR_LENGTH, description="nextCursor of the previous page"),
     ] = None,
 ) -> JobsPublic:
     """The caller's jobs, newest first."""
     after = None
     if cursor:
         try:
-            after = queue.ListCursor.decode(cursor)
+            after = ListCursor.decode(cursor).position
         except ValueError as error:
             raise ApiError(
                 422,
@@ -180,7 +181,7 @@ async def list_jobs(
     next_cursor = None
     if len(jobs) == limit:
         last = jobs[-1]
-        next_cursor = queue.ListCursor(created_at=last.created_at, job_id=last.id).encode()
+        next_cursor = ListCursor(created_at=last.created_at, job_id=last.id).encode()
     return JobsPublic(
         jobs=[JobPublic.from_job(job) for job in jobs], count=len(jobs), next_cursor=next_cursor
     )
