@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App, Stack, Validations
+from aws_cdk import App, Stack
 from aws_cdk import aws_eks_v2 as eks
 
 from easyclaw_infra.cluster import KUBERNETES_VERSION, endpoint_access
 from easyclaw_infra.config import ConfigError, DeploymentConfig, parse_cidrs
-from easyclaw_infra.nag import EasyClawChecks
+from easyclaw_infra.nag import enable_checks
 from tests.infra.synthesis import CONTEXT, synthesize
 
 
@@ -24,7 +24,7 @@ def synth_cluster(tmp_path: Path, access: eks.EndpointAccess) -> tuple[list[str]
     app = App(outdir=str(tmp_path))
     stack = Stack(app, "Endpoint")
     eks.Cluster(stack, "Cluster", version=KUBERNETES_VERSION, endpoint_access=access)
-    Validations.of(app).add_plugins(EasyClawChecks(app))
+    enable_checks(app)  # what infra/app.py runs: AwsSolutions and EasyClaw's own rules
     try:
         app.synth()
     except RuntimeError as error:
@@ -52,8 +52,10 @@ def test_eks1_fails_synthesis_of_an_aws_eks_v2_cluster_open_to_the_world(tmp_pat
     assert rules == ["EasyClaw-EKS1"]
 
 
-def test_eks1_fails_an_explicit_0_0_0_0_allow_list(tmp_path: Path) -> None:
-    rules, _ = synth_cluster(tmp_path, eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from("0.0.0.0/0"))
+def test_eks1_fails_a_context_allow_list_of_0_0_0_0(tmp_path: Path) -> None:
+    """`-c easyclaw:endpointAllowedCidrs=0.0.0.0/0` parses, and then fails the synthesis."""
+    rules, vpc = synth_cluster(tmp_path, endpoint_access(parse_cidrs("10.0.0.0/8,0.0.0.0/0")))
+    assert vpc["PublicAccessCidrs"] == ["10.0.0.0/8", "0.0.0.0/0"]
     assert rules == ["EasyClaw-EKS1"]
 
 
