@@ -41,6 +41,9 @@ test: $(VENV)/.installed-dev ## lint, type-check and run every test
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+unit: $(VENV)/.installed-dev ## the fast inner loop: every test not marked slow (under a minute)
+	$(BIN)/pytest -m "not slow"
+
 lint: $(VENV)/.installed-dev ## ruff only
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

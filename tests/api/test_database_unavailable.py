@@ -22,6 +22,8 @@ from tests.support.ports import free_port
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def own_postgres(tmp_path: Path) -> AsyncIterator[LocalPostgres]:

@@ -34,6 +34,8 @@ from easyclaw.api.app import create_app
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
 
+pytestmark = pytest.mark.slow
+
 USER = "fuzz-user"
 EXAMPLES = 25
 

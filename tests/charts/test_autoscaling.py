@@ -26,6 +26,8 @@ from tests.charts.hpa import Autoscaler
 from tests.charts.rendering import render
 from tests.support.processes import WorkerProcesses
 
+pytestmark = pytest.mark.slow
+
 COMPRESSION = 60.0
 BURST = 200
 JOB_SECONDS = 0.4

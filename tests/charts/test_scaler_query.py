@@ -86,6 +86,7 @@ def test_counting_stops_where_the_replica_count_stops_changing(
     assert -(-value // settings["target"]) >= settings["max"]
 
 
+@pytest.mark.slow
 def test_plan_uses_the_partial_indexes_on_a_large_table(db: psycopg.Connection[Any]) -> None:
     insert_jobs(db, "COMPLETED", 150_000)
     insert_jobs(db, "FAILED", 6_000)

@@ -64,6 +64,7 @@ def run_pytest(tmp_path: Path, tests: str, allowed: str = "", *args: str) -> tup
     return result.returncode, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_every_kind_of_unlisted_skip_fails_the_run_and_is_named(tmp_path: Path) -> None:
     code, output = run_pytest(tmp_path, SKIPPING_TESTS)
     assert code == pytest.ExitCode.TESTS_FAILED, output
@@ -79,6 +80,7 @@ def test_every_kind_of_unlisted_skip_fails_the_run_and_is_named(tmp_path: Path) 
     assert "5 test(s) skipped for a reason not listed in allowed.txt" in output
 
 
+@pytest.mark.slow
 def test_listed_reasons_and_patterns_are_allowed(tmp_path: Path) -> None:
     allowed = (
         "# comments and blank lines are ignored\n\n"
@@ -93,6 +95,7 @@ def test_listed_reasons_and_patterns_are_allowed(tmp_path: Path) -> None:
     assert "skips not in the allow-list" not in output
 
 
+@pytest.mark.slow
 def test_one_unlisted_reason_among_listed_ones_still_fails(tmp_path: Path) -> None:
     allowed = "no helm on this machine\nnot on this branch yet\nxfail: known bug\n"
     code, output = run_pytest(tmp_path, SKIPPING_TESTS, allowed)
@@ -100,6 +103,7 @@ def test_one_unlisted_reason_among_listed_ones_still_fails(tmp_path: Path) -> No
     assert "2 test(s) skipped" in output
 
 
+@pytest.mark.slow
 def test_deselected_tests_are_not_skips(tmp_path: Path) -> None:
     """`make unit` deselects slow tests with -m; that must not trip the gate."""
     only_slow_skips = "import pytest\n\ndef test_runs():\n    pass\n\n" + (
@@ -110,6 +114,7 @@ def test_deselected_tests_are_not_skips(tmp_path: Path) -> None:
     assert "2 passed, 1 deselected" in output
 
 
+@pytest.mark.slow
 def test_a_failing_run_keeps_its_failure(tmp_path: Path) -> None:
     code, output = run_pytest(tmp_path, "def test_fails():\n    assert False\n")
     assert code == pytest.ExitCode.TESTS_FAILED, output

@@ -16,6 +16,8 @@ from tests.support.api_server import ApiServer
 from tests.support.ports import free_port
 from tests.support.processes import process_env
 
+pytestmark = pytest.mark.slow
+
 
 async def api_jobs(api: ApiServer) -> list[dict[str, Any]]:
     """The test user's jobs, read over HTTP (not through the CLI under test)."""

@@ -41,6 +41,7 @@ def test_every_command_is_covered_here() -> None:
     assert sorted(subparsers.choices) == sorted(COMMANDS)
 
 
+@pytest.mark.slow
 def test_easyclaw_help_lists_the_commands() -> None:
     script = Path(sys.executable).parent / "easyclaw"
     assert script.is_file(), "the `easyclaw` console script is not installed"
@@ -74,6 +75,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 # ---------------------------------------------------------------- migrate
 
 
+@pytest.mark.slow
 def test_migrate_applies_then_reports_up_to_date(empty_database_url: str) -> None:
     env = process_env(make_settings(empty_database_url))
     first = run_cli_sync("migrate", env=env)
@@ -90,6 +92,7 @@ def test_migrate_applies_then_reports_up_to_date(empty_database_url: str) -> Non
     assert second.stdout.strip() == "database is up to date"
 
 
+@pytest.mark.slow
 def test_migrate_without_database_url_exits_2(empty_database_url: str) -> None:
     env = process_env(make_settings(empty_database_url))
     del env["DATABASE_URL"]
@@ -99,6 +102,7 @@ def test_migrate_without_database_url_exits_2(empty_database_url: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_migrate_print_sql_needs_no_database() -> None:
     """What `make schema` writes to schema.sql."""
     env = process_env(make_settings("postgresql://nobody@127.0.0.1:1/none"))

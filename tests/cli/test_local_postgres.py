@@ -15,9 +15,12 @@ import pytest
 
 from easyclaw.cli.local_postgres import SERVER_BINARIES, SERVER_USER, LocalPostgres
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root: checks how the embedded PostgreSQL drops root"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="needs root: checks how the embedded PostgreSQL drops root"
+    ),
+]
 
 
 def server_process(server: LocalPostgres) -> int:

@@ -23,6 +23,8 @@ from easyclaw.cli.local_postgres import LocalPostgres, LocalPostgresError
 from tests.support.paths import REPO_ROOT
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.slow
+
 GUIDE_JOB: dict[str, Any] = {"type": "ECHO", "payload": {"message": "Hello from EasyClaw!"}}
 GUIDE_CHAT_JOB: dict[str, Any] = {"type": "CHAT", "payload": {"message": "Hello from EasyClaw!"}}
 GUIDE_HEADERS = {"x-user-id": "test-user-id"}

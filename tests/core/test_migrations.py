@@ -233,6 +233,7 @@ async def test_concurrent_migrate_calls_apply_each_migration_once(
     assert await _recorded_migrations(empty_database_url) == _shipped()
 
 
+@pytest.mark.slow
 def test_concurrent_migrate_processes_apply_each_migration_once(
     empty_database_url: str,
 ) -> None:

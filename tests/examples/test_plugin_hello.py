@@ -21,6 +21,8 @@ from tests.support.paths import REPO_ROOT
 from tests.support.processes import WorkerProcesses
 from tests.worker.helpers import Conn, enqueue, wait_status
 
+pytestmark = pytest.mark.slow
+
 PLUGIN = REPO_ROOT / "examples" / "plugin-hello"
 
 

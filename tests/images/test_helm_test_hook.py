@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.charts.rendering import render
 from tests.images.conftest import Image
 from tests.support.api_server import ApiServer
 from tests.support.processes import WorkerProcesses
+
+pytestmark = pytest.mark.slow
 
 
 def helm_test_pod(*sets: str) -> dict[str, Any]:

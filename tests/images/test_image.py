@@ -22,6 +22,8 @@ from tests.support import dockerfile
 from tests.support.paths import REPO_ROOT
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.slow
+
 STAGES = dockerfile.parse(REPO_ROOT / "Dockerfile")
 RUNTIME = STAGES[-1]
 COMMANDS = ["api", "worker", "migrate", "operator", "metrics-mirror"]

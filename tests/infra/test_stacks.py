@@ -22,6 +22,8 @@ from aws_cdk.assertions import Match
 from tests.infra.synthesis import CONTEXT, MAX_REPLICAS, STACKS, Synthesized, joined, sample
 from tests.support.paths import REPO_ROOT
 
+pytestmark = pytest.mark.slow
+
 # ---------------------------------------------------------------- synthesis and cdk-nag
 
 

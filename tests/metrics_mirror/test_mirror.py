@@ -469,6 +469,7 @@ async def test_without_a_region_the_mirror_is_disabled_and_idles(
     assert events(caplog, "metrics_mirror.disabled")
 
 
+@pytest.mark.slow
 async def test_the_command_serves_healthz_publishes_and_stops_on_sigterm(
     database_url: str, moto_url: str, tmp_path: Any
 ) -> None:

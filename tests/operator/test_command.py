@@ -63,6 +63,7 @@ async def test_healthz_reports_the_operator_alive(operator: OperatorUnderTest) -
     assert set(report) == {"jobEventsListener"}  # our probe, run by kopf's liveness endpoint
 
 
+@pytest.mark.slow
 async def test_easyclaw_operator_process_signs_in_with_a_kubeconfig_and_stops_on_sigterm(
     kube: KubernetesEmulator, operator_settings: Settings, tmp_path: Path
 ) -> None:

@@ -27,6 +27,8 @@ from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 from tests.worker.helpers import Conn, fetch_all, fetch_value, registered_worker, wait_status
 
+pytestmark = pytest.mark.slow
+
 USER = "chat-crash-user"
 LEASE_SECONDS = 2.0
 

@@ -17,6 +17,7 @@ from tests.support.waiting import wait_for
 from tests.worker.helpers import Conn, enqueue, wait_status
 
 
+@pytest.mark.slow
 async def test_worker_process_serves_probes_and_metrics(
     worker_processes: WorkerProcesses, conn: Conn
 ) -> None:

@@ -30,6 +30,7 @@ from tests.support.settings import make_settings
 from tests.worker.helpers import USER, Conn, enqueue, get, registered_worker, wait_all_finished
 
 
+@pytest.mark.slow
 async def test_nul_in_a_result_or_an_error_does_not_hold_up_the_other_jobs(
     worker_processes: WorkerProcesses, conn: Conn
 ) -> None:

@@ -32,6 +32,8 @@ from tests.worker.helpers import (
     wait_all_finished,
 )
 
+pytestmark = pytest.mark.slow
+
 JOBS = 60
 WORKERS = 2
 LEASE_SECONDS = 5.0  # the settings fixture's lease

@@ -36,6 +36,8 @@ from tests.worker.helpers import (
     wait_status,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def log_of(workers: WorkerProcesses, index: int) -> str:
     path: Path = workers.log_dir / f"worker-{index}.log"
@@ -56,7 +58,6 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
     return await asyncio.to_thread(process.wait, timeout)
 
 
-@pytest.mark.slow
 @pytest.mark.usefixtures("effects_table")
 async def test_four_processes_run_2000_jobs_each_exactly_once(
     worker_processes: WorkerProcesses, conn: Conn

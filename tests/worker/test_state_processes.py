@@ -14,6 +14,8 @@ from tests.support.processes import WorkerProcesses
 from tests.support.settings import make_settings
 from tests.worker.helpers import USER, Conn, enqueue, fetch_all, wait_status
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def settings(database_url: str, s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> Settings:
