@@ -46,6 +46,17 @@ pytest_plugins = ["tests.support.skip_gate"]
 
 _bucket_numbers = itertools.count()
 
+# Tests using these fixtures start worker processes, build the image or
+# synthesize the CDK app: slow wherever they live, so `make unit` leaves them out.
+SLOW_FIXTURES = frozenset({"worker_processes", "image", "synthesized"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
