@@ -166,3 +166,15 @@ def test_plain_http_is_an_explicit_opt_in() -> None:
     assert config.plain_http
     assert not config.creates_certificate
     assert DeploymentConfig.from_values(context(NO_TLS, plainHttp="true")).plain_http
+
+
+def test_empty_command_line_values_clear_the_examples_of_cdk_json() -> None:
+    """`-c key=` gives an empty string, which is how docs/aws.md clears cdk.json's example zone."""
+    cleared = {"hostedZoneId": "", "hostedZoneName": ""}
+    with_certificate = DeploymentConfig.from_values(
+        context(cleared, apiDomain="api.example.org", certificateArn=CERTIFICATE)
+    )
+    assert not with_certificate.creates_certificate
+    assert with_certificate.hosted_zone_id == ""
+    trial = DeploymentConfig.from_values(context(cleared, apiDomain="", plainHttp="true"))
+    assert trial.plain_http
