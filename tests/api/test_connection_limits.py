@@ -5,11 +5,9 @@ and idle keep-alive time. Real servers, raw sockets."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -17,9 +15,7 @@ import orjson
 
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
-from tests.support.api_server import ApiServer, serve_api
-from tests.support.ports import free_port
-from tests.support.processes import process_env
+from tests.support.api_server import ApiServer, api_process, serve_api
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 
@@ -137,36 +133,6 @@ async def test_connections_beyond_the_limit_get_503_and_the_open_ones_are_served
 
 
 # ---------------------------------------------------------------- `easyclaw api` process
-
-
-@contextmanager
-def api_process(settings: Settings, log_path: Path) -> Iterator[tuple[str, int]]:
-    """`easyclaw api` as its own process (its peak memory is its own)."""
-    port = free_port()
-    env = process_env(settings, EASYCLAW_API_PORT=str(port))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "easyclaw.cli.main", "api"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def peak_memory_bytes(pid: int) -> int:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import uuid4
 
 import httpx
+import psycopg
 
 from easyclaw.worker.runner import Worker
-from tests.api.conftest import read, submit
+from tests.api.conftest import assert_error, read, submit
 from tests.support.api_server import ApiServer
+from tests.support.waiting import wait_for
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:
@@ -154,3 +158,46 @@ async def test_stats_follow_jobs_through_a_worker(
     assert (stats["completed"], stats["completedLastMinute"]) == (2, 2)
     assert (stats["failed"], stats["recentFailures"]) == (1, 1)
     assert stats["liveWorkers"] == 1
+
+
+async def test_readyz_is_503_while_the_database_refuses_writes(
+    api: ApiServer, client: httpx.AsyncClient, conn: psycopg.AsyncConnection[Any]
+) -> None:
+    database = (await (await conn.execute("SELECT current_database()")).fetchone() or [""])[0]
+
+    async def set_read_only(read_only: bool) -> None:
+        # New sessions take the database's setting: end the API's current ones
+        # (its pool reconnects on the next checkout, as after a failover).
+        setting = "SET default_transaction_read_only = on" if read_only else "RESET ALL"
+        await conn.execute(f'ALTER DATABASE "{database}" {setting}')
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name = 'easyclaw-api'"
+        )
+
+    async def readyz() -> httpx.Response:
+        return await client.get("/readyz")
+
+    assert (await readyz()).status_code == 200
+    await set_read_only(True)
+    refused = await wait_for(
+        lambda: readyz_when(readyz, lambda response: response.status_code == 503)
+    )
+    error = assert_error(refused, 503, "DATABASE_NOT_WRITABLE")
+    assert "read-only" in error["message"]
+    # Reads still work; a write is a 503 saying why, not a 500.
+    assert (await client.get("/jobs")).status_code == 200
+    response = await client.post("/jobs", json={"type": "ECHO", "payload": {}})
+    assert_error(response, 503, "DATABASE_NOT_WRITABLE")
+
+    await set_read_only(False)
+    await wait_for(lambda: readyz_when(readyz, lambda response: response.status_code == 200))
+    await submit(client)
+
+
+async def readyz_when(
+    call: Callable[[], Awaitable[httpx.Response]], accept: Callable[[httpx.Response], bool]
+) -> httpx.Response | None:
+    response = await call()
+    return response if accept(response) else None

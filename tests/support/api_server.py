@@ -1,12 +1,17 @@
-"""The real API app behind a real uvicorn server on a free localhost port."""
+"""The real API app behind a real uvicorn server: in this process on a free localhost
+port (``serve_api``), or as an `easyclaw api` process of its own (``api_process``)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +21,8 @@ from easyclaw.api.app import create_app
 from easyclaw.api.server import server_config
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
+from tests.support.ports import free_port
+from tests.support.processes import process_env
 
 
 @dataclass
@@ -62,3 +69,33 @@ async def serve_api(
         server.should_exit = True
         await task
         sock.close()
+
+
+@contextmanager
+def api_process(settings: Settings, log_path: Path) -> Iterator[tuple[str, int]]:
+    """`easyclaw api` as its own process (its peak memory is its own)."""
+    port = free_port()
+    env = process_env(settings, EASYCLAW_API_PORT=str(port))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "easyclaw.cli.main", "api"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -15,11 +15,13 @@ from easyclaw.api.auth import Authenticator
 from easyclaw.api.errors import install_error_handlers
 from easyclaw.api.metrics import MetricsServer
 from easyclaw.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from easyclaw.api.readiness import Readiness
 from easyclaw.api.routes import health, jobs, stats
 from easyclaw.api.state import ApiState
 from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
+from easyclaw.core.jsonlog import write_repeat_counts
 from easyclaw.core.settings import Settings
 
 
@@ -37,6 +39,7 @@ def create_app(
         registry=registry,
         pool=pool,
         waiters=JobWaiters(settings, pool),
+        readiness=Readiness(pool),
         authenticator=Authenticator(settings, http),
         http=http,
         users=KnownUsers(free_credits=settings.free_tier_credits),
@@ -60,6 +63,7 @@ def create_app(
                 await metrics.close()
             await state.pool.close()
             await http.aclose()
+            write_repeat_counts()
 
     app = FastAPI(
         title="EasyClaw",

@@ -103,6 +103,18 @@ async def _database_unavailable(_request: Request, error: Exception) -> JSONResp
     )
 
 
+async def _database_not_writable(_request: Request, error: Exception) -> JSONResponse:
+    # A read-only database (a standby after a failover, or set read-only): the
+    # request was fine and may succeed shortly, as with an outage.
+    log.warning("api.database_not_writable", error=str(error).splitlines()[0])
+    return error_response(
+        503,
+        "DATABASE_NOT_WRITABLE",
+        "the database does not take writes right now; try again shortly",
+        headers={"Retry-After": "2"},
+    )
+
+
 async def _unstorable_value(_request: Request, error: Exception) -> JSONResponse:
     # A value PostgreSQL cannot hold (a NUL character in text or jsonb, a timestamp
     # beyond its range): the request is at fault, so say so instead of answering 500.
@@ -124,5 +136,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
     for error_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _database_unavailable)
+    app.add_exception_handler(psycopg.errors.ReadOnlySqlTransaction, _database_not_writable)
     app.add_exception_handler(psycopg.DataError, _unstorable_value)
     app.add_exception_handler(Exception, _unexpected)

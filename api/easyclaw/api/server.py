@@ -270,7 +270,7 @@ def main(settings: Settings | None = None, *, workers: int = 1) -> None:
     """Serve until SIGTERM/SIGINT. With several workers, each process builds its
     app (and its own pool) from the environment."""
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     # A DATABASE_URL that cannot work stops the API here, before it serves
     # (an unreachable server does not: /readyz says so until it is back).
     asyncio.run(check_database(settings, application_name="easyclaw-api"))

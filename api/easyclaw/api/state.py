@@ -8,6 +8,7 @@ import httpx
 
 from easyclaw.agents.submission import KnownUsers
 from easyclaw.api.auth import Authenticator
+from easyclaw.api.readiness import Readiness
 from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
@@ -20,6 +21,7 @@ class ApiState:
     registry: JobTypeRegistry
     pool: AsyncPool
     waiters: JobWaiters
+    readiness: Readiness
     authenticator: Authenticator
     http: httpx.AsyncClient
     users: KnownUsers

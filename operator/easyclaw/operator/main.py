@@ -63,6 +63,6 @@ async def run_operator(
 
 def main(settings: Settings) -> int:
     check_settings(settings)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     asyncio.run(run_operator(settings))
     return 0

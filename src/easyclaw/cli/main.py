@@ -45,7 +45,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     _apply_overrides(local_workers=args.workers, api_port=args.port)
     settings = _settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     return run_up(settings)
 
 

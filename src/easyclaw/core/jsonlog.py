@@ -11,6 +11,8 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import orjson
@@ -81,9 +83,121 @@ class EventLogger:
         return self._logger.isEnabledFor(level)
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Send every logger's records, as JSON lines, to stdout (or ``stream``)."""
-    handler = logging.StreamHandler(stream or sys.stdout)
+@dataclass(kw_only=True, slots=True)
+class _Repeats:
+    since: float
+    record: logging.LogRecord
+    suppressed: int = 0
+
+
+class RepeatLimitingHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that writes an identical warning or error once per window.
+
+    Identical means same logger, level, event and fields. The first line of a
+    kind is written; repeats within ``window_seconds`` of it are only counted,
+    and once the window is over the count is written as one ``log.suppressed``
+    line (with the next line logged, or when the handler closes). An outage
+    that fails every request thus costs a few lines per window, not one per
+    request. Info and debug lines are never held back.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        window_seconds: float,
+        max_kinds: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(stream)
+        self.window_seconds = window_seconds
+        self.max_kinds = max_kinds
+        self._recent: dict[tuple[str, int, str, bytes], _Repeats] = {}
+        self._clock = clock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.window_seconds <= 0:
+            super().emit(record)
+            return
+        now = self._clock()
+        self._write_expired(now)
+        if record.levelno < logging.WARNING:
+            super().emit(record)
+            return
+        fields = getattr(record, _FIELDS, {})
+        key = (
+            record.name,
+            record.levelno,
+            record.getMessage(),
+            orjson.dumps(fields, default=str, option=orjson.OPT_SORT_KEYS),
+        )
+        repeats = self._recent.get(key)
+        if repeats is not None:
+            repeats.suppressed += 1
+            return
+        if len(self._recent) >= self.max_kinds:
+            self._write_summary(self._recent.pop(next(iter(self._recent))), now)
+        self._recent[key] = _Repeats(since=now, record=record)
+        super().emit(record)
+
+    def write_counts(self) -> None:
+        """Write the counts of every window still open (a process about to stop)."""
+        self.acquire()
+        try:
+            now = self._clock()
+            for repeats in self._recent.values():
+                self._write_summary(repeats, now)
+            self._recent.clear()
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.write_counts()
+        super().close()
+
+    def _write_expired(self, now: float) -> None:
+        # Kinds are kept in the order they started, so the expired ones come first.
+        while self._recent:
+            key, repeats = next(iter(self._recent.items()))
+            if now - repeats.since < self.window_seconds:
+                break
+            del self._recent[key]
+            self._write_summary(repeats, now)
+
+    def _write_summary(self, repeats: _Repeats, now: float) -> None:
+        if not repeats.suppressed:
+            return
+        first = repeats.record
+        summary = logging.LogRecord(
+            first.name, first.levelno, __file__, 0, "log.suppressed", None, None
+        )
+        setattr(
+            summary,
+            _FIELDS,
+            {
+                **getattr(first, _FIELDS, {}),
+                "suppressed_event": first.getMessage(),
+                "suppressed": repeats.suppressed,
+                "seconds": round(now - repeats.since, 3),
+            },
+        )
+        super().emit(summary)
+
+
+def write_repeat_counts() -> None:
+    """Write the suppressed-repeat counts now; servers call it as they stop (a
+    process ended by a signal does not close its log handlers)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RepeatLimitingHandler):
+            handler.write_counts()
+
+
+def configure_logging(
+    level: str = "INFO", stream: TextIO | None = None, *, repeat_window_seconds: float = 10.0
+) -> None:
+    """Send every logger's records, as JSON lines, to stdout (or ``stream``); identical
+    warnings and errors are written once per ``repeat_window_seconds`` (0: always)."""
+    handler = RepeatLimitingHandler(stream or sys.stdout, window_seconds=repeat_window_seconds)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

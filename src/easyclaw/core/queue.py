@@ -447,6 +447,13 @@ async def fold_job_status_changes(conn: AsyncConn) -> int:
     return int(row[0]) if row else 0
 
 
+async def probe_write(conn: AsyncConn) -> None:
+    """Write a row and roll it back; raises the database's error if it cannot write
+    (read-only, in recovery, disk full)."""
+    async with conn.transaction(force_rollback=True):
+        await conn.execute(query("readiness_write_probe"), prepare=False)
+
+
 async def queue_stats(conn: AsyncConn, *, worker_alive_seconds: float = 60.0) -> QueueStats:
     """Queue-wide counts; the same cost at any number of finished jobs (migration 0005)."""
     cursor = conn.cursor(row_factory=dict_row)

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # --- general -----------------------------------------------------------
     env: Environment = Field(Environment.DEVELOPMENT, description="development or production")
     log_level: str = Field("INFO", description="Python log level name")
+    log_repeat_window_seconds: float = Field(
+        10.0, ge=0, description="identical warnings/errors are written once per window; 0: all"
+    )
 
     # --- database ----------------------------------------------------------
     database_url: SecretStr | None = Field(

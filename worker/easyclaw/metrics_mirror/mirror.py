@@ -344,5 +344,5 @@ async def run_metrics_mirror(settings: Settings) -> None:
 
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     asyncio.run(run_metrics_mirror(settings))

@@ -75,7 +75,7 @@ async def run_worker(settings: Settings, registry: JobTypeRegistry | None = None
 
 def main(settings: Settings | None = None) -> None:
     settings = settings or Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     tune_garbage_collector()
     try:
         import uvloop

@@ -1,4 +1,4 @@
-"""Probes: /healthz (process alive), /readyz (database reachable).
+"""Probes: /healthz (process alive), /readyz (database takes writes).
 
 /metrics is not here: it has its own port (``easyclaw.api.metrics``).
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from easyclaw.api.deps import StateDep
+from easyclaw.api.errors import ApiError
 from easyclaw.api.schemas import ErrorPublic
-from easyclaw.core.db import pooled
 
 router = APIRouter(tags=["health"])
 
@@ -21,6 +21,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"model": ErrorPublic}})
 async def readyz(state: StateDep) -> dict[str, str]:
-    async with pooled(state.pool) as conn:
-        await conn.execute("SELECT 1")
+    """Ready when the database takes a write (a probe row, rolled back); else 503
+    ``DATABASE_UNAVAILABLE`` or ``DATABASE_NOT_WRITABLE`` with the reason."""
+    not_ready = await state.readiness.check()
+    if not_ready is not None:
+        raise ApiError(503, not_ready.code, not_ready.reason, headers={"Retry-After": "2"})
     return {"status": "ready"}

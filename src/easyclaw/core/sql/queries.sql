@@ -324,6 +324,12 @@ WITH fold_lock AS (
 )
 SELECT count(*) AS folded FROM moved;
 
+-- name: readiness_write_probe
+-- Proof that the database takes writes: not read-only, not a standby, room to
+-- extend a table on disk. The caller rolls the transaction back (and the
+-- table goes with it); run unprepared, as it is DDL.
+CREATE TEMP TABLE easyclaw_readiness_probe ON COMMIT DROP AS SELECT 1 AS written;
+
 -- name: metrics_mirror_try_lock
 -- Exactly one metrics mirror publishes: the one whose session holds this lock
 -- ("EasyClaw" + 1 as a key, next to the migrations' lock). PostgreSQL releases
