@@ -145,7 +145,9 @@ async def test_many_waiters_hold_no_connection_and_ordinary_calls_stay_prompt(
         await wait_for(lambda: len(api.server.server_state.tasks) >= waiters, timeout=30)
         after = state.pool.get_stats()
         assert [status for status, _ in ordinary] == [200] * 40
-        assert max(elapsed for _, elapsed in ordinary) < 1.0, ordinary
+        # Prompt, though this one event loop also runs the 600 clients and the server
+        # (bench/longpoll.py measures the latency of a real API process).
+        assert max(elapsed for _, elapsed in ordinary) < 3.0, ordinary
         # The waiters read in batches, one query at a time: far fewer checkouts than
         # waiters, and never one queued behind another for a free connection.
         checkouts = after.get("requests_num", 0) - before.get("requests_num", 0)
