@@ -9,11 +9,12 @@ import httpx
 
 from tests.api.conftest import read, submit
 from tests.api.test_health_and_stats import sample
+from tests.support.api_server import ApiServer
 from tests.worker.helpers import Conn
 
 
 async def test_a_run_at_in_the_far_past_means_now_and_metrics_stay_sane(
-    client: httpx.AsyncClient, conn: Conn
+    client: httpx.AsyncClient, api: ApiServer, conn: Conn
 ) -> None:
     ancient = await submit(client, {"type": "ECHO", "payload": {}, "runAt": "0002-01-01T00:00:00Z"})
     recent = await submit(client, {"type": "ECHO", "payload": {}})
@@ -23,7 +24,7 @@ async def test_a_run_at_in_the_far_past_means_now_and_metrics_stay_sane(
     stats = (await client.get("/stats")).json()
     assert stats["pending"] == 2
     assert 0 <= stats["oldestPendingAgeSeconds"] < 60
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get(api.metrics_url)).text
     assert 0 <= sample(metrics, "easyclaw_queue_oldest_pending_age_seconds") < 60
     # The job submitted first is still claimed first (same priority, earlier run_at).
     cursor = await conn.execute(
