@@ -1,4 +1,4 @@
-"""The one submission path of the API and the operator (``easyclaw.agents.submission.submit_job``)."""
+"""The one submission path of the API and the operator (``agents.submission.submit_job``)."""
 
 from __future__ import annotations
 
