@@ -9,77 +9,32 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 from pydantic import ValidationError
 
 from easyclaw.api.app import create_app
 from easyclaw.core.settings import Settings
 from tests.api.conftest import GUIDE_JOB, assert_error, submit
 from tests.support.api_server import ApiServer, serve_api
+from tests.support.jwks import KID, Jwks, serve_jwks
 from tests.support.ports import free_port
 from tests.support.settings import make_settings
 
 ISSUER = "https://auth.easyclaw.test/"
 AUDIENCE = "easyclaw-api"
-KID = "key-1"
-
-
-@dataclass
-class Jwks:
-    """A JWKS endpoint on localhost, and the key whose public half it publishes."""
-
-    url: str
-    key: rsa.RSAPrivateKey
-    requests: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
 def jwks() -> Iterator[Jwks]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    document = json.dumps({"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]})
-    served: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            served.append(self.path)
-            if self.path != "/.well-known/jwks.json":
-                self.send_error(404)
-                return
-            body = document.encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Jwks(
-            url=f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json",
-            key=key,
-            requests=served,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_jwks() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -420,12 +420,15 @@ def test_notes_tell_how_to_submit_a_first_job(tmp_path: Any) -> None:
     """NOTES.txt as `helm install` prints it (Helm 4's client-side dry run needs no cluster)."""
     from tests.charts.rendering import CHART, run_helm, values_file
 
-    def notes(value_set: str) -> str:
+    def notes(value_set: str, *sets: str) -> str:
         # A client-side dry run sees no KEDA API (it has no --api-versions).
+        args = ["--set", "worker.autoscaling.enabled=false"]
+        for item in sets:
+            args += ["--set", item]
         result = run_helm(
             "install", "easyclaw", str(CHART), "--namespace", "easyclaw", "--dry-run=client",
             "--values", str(values_file(value_set)), "--kubeconfig", str(tmp_path / "none"),
-            "--set", "worker.autoscaling.enabled=false",
+            *args,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         return result.stdout[result.stdout.index("NOTES:") :]
@@ -436,8 +439,13 @@ def test_notes_tell_how_to_submit_a_first_job(tmp_path: Any) -> None:
     assert "POST $EASYCLAW_API_URL/jobs" in kind
     assert "helm test easyclaw -n easyclaw" in kind
     assert "kubectl -n easyclaw apply -f examples/easyclawjob.yaml" in kind
+    assert "helmTest.tokenSecret" not in kind
     eks = notes("eks-fargate")
     assert "get ingress easyclaw-api" in eks
+    assert "helmTest.tokenSecret" not in eks  # the eks values name a token Secret
+    without_token = notes("eks-fargate", "helmTest.tokenSecret=")
+    assert "refuses calls without a token" in without_token
+    assert "create secret generic easyclaw-helm-test-token --from-literal=token=" in without_token
     assert "Authorization: Bearer $TOKEN" in eks
     assert "x-user-id" not in eks
 
