@@ -15,6 +15,8 @@ from tests.support.ports import free_port
 from tests.support.processes import process_env
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.slow  # starts an `easyclaw api` process
+
 
 @pytest.fixture
 def api_process(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, str]]:
