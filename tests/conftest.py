@@ -47,14 +47,18 @@ pytest_plugins = ["tests.support.skip_gate"]
 _bucket_numbers = itertools.count()
 
 # Tests using these fixtures start worker processes, build the image or
-# synthesize the CDK app: slow wherever they live, so `make unit` leaves them out.
+# synthesize the CDK app, and every test in these folders does one of those:
+# they are slow wherever they live, so `make unit` leaves them out.
 SLOW_FIXTURES = frozenset({"worker_processes", "image", "synthesized"})
+SLOW_FOLDERS = tuple(Path(__file__).parent / name for name in ("images", "infra", "e2e"))
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        uses_slow_fixture = SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        in_slow_folder = any(item.path.is_relative_to(folder) for folder in SLOW_FOLDERS)
+        if uses_slow_fixture or in_slow_folder:
             item.add_marker(pytest.mark.slow)
 
 

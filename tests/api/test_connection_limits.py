@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.settings import Settings
@@ -110,6 +111,7 @@ async def test_an_idle_kept_alive_connection_is_closed(
         writer.close()
 
 
+@pytest.mark.slow
 async def test_connections_beyond_the_limit_get_503_and_the_open_ones_are_served(
     database_url: str, registry: JobTypeRegistry
 ) -> None:

@@ -14,7 +14,7 @@ from tests.support.paths import REPO_ROOT
 LEFT_OUT = (
     "tests/images/",
     "tests/e2e/",
-    "tests/infra/test_stacks.py",
+    "tests/infra/",
     "tests/charts/test_autoscaling.py",
     "tests/worker/test_processes.py",
     "tests/worker/test_postgres_restart.py",

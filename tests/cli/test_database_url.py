@@ -48,6 +48,7 @@ def assert_refused(result: CliResult, *causes: str) -> None:
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 async def test_a_malformed_url_is_one_line_exit_2_without_the_password_for_every_command() -> None:
     env = env_with(f"postgresql://u:{PASSWORD}@127.0.0.1:1/db")
     results = await asyncio.gather(
@@ -57,6 +58,7 @@ async def test_a_malformed_url_is_one_line_exit_2_without_the_password_for_every
         assert_refused(result, "not followed by two hex digits")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("url", "cause"),
     [
@@ -121,11 +123,13 @@ def password_role(postgres: LocalPostgres) -> Iterator[str]:
             admin.execute(f"DROP ROLE IF EXISTS {role}".encode())
 
 
+@pytest.mark.slow
 async def test_a_wrong_password_stops_the_worker_at_start(password_role: str) -> None:
     result = await run_cli("worker", env=env_with(password_role), timeout=60)
     assert_refused(result, "password authentication failed")
 
 
+@pytest.mark.slow
 async def test_an_unknown_database_stops_the_worker_and_the_api_at_start(
     postgres: LocalPostgres,
 ) -> None:
@@ -135,6 +139,7 @@ async def test_an_unknown_database_stops_the_worker_and_the_api_at_start(
         assert_refused(result, 'database "no_such_database" does not exist')
 
 
+@pytest.mark.slow
 async def test_an_unreachable_server_is_retried_not_refused() -> None:
     process = await asyncio.create_subprocess_exec(
         *EASYCLAW,
