@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 CONSTRAINTS := -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema bench bench-compare growth drills clean synth eks-values
+.PHONY: help up test lint typecheck unit schema bench bench-longpoll bench-compare growth drills clean synth eks-values
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ eks-values: $(VENV)/.installed-run ## skaffold -p eks values from the App stack'
 
 bench: $(VENV)/.installed-dev ## queue benchmark (prints a table, appends to docs/benchmarks.md)
 	$(BIN)/python -m bench.queue
+
+bench-longpoll: $(VENV)/.installed-dev ## 10,000 long-poll waiters + ordinary traffic on one API process (writes docs/benchmarks.md)
+	$(BIN)/python -m bench.longpoll
 
 bench-compare: $(VENV)/.installed-bench ## EasyClaw vs PgQueuer, Procrastinate, Celery, baseline (~10 min; writes docs/benchmarks.md and .png)
 	$(BIN)/python -m bench.compare

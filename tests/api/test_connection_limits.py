@@ -100,6 +100,24 @@ async def test_a_connection_that_does_not_finish_its_head_in_time_is_closed(
             assert (response.status_code, response.json()["status"]) == (200, "PENDING")
 
 
+async def test_a_busy_server_does_not_time_out_a_request_it_has_not_read_yet(
+    database_url: str, registry: JobTypeRegistry
+) -> None:
+    async with limited_api(database_url, registry, api_header_timeout_seconds=0.3) as api:
+        reader, writer = await open_raw(api.url)
+        await wait_for(lambda: len(api.server.server_state.connections) == 1)
+        [connection] = api.server.server_state.connections
+        # As when the process is too busy to read every socket (thousands of
+        # clients at once): the request waits unread in the kernel past the timeout.
+        connection.transport.pause_reading()
+        writer.write(request_head())
+        await asyncio.sleep(0.8)
+        connection.transport.resume_reading()
+        status, _, body = await asyncio.wait_for(read_one_response(reader), 5)
+        writer.close()
+        assert (status, orjson.loads(body)) == (200, {"status": "ok"})
+
+
 async def test_an_idle_kept_alive_connection_is_closed(
     database_url: str, registry: JobTypeRegistry
 ) -> None:

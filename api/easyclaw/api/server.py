@@ -24,10 +24,13 @@ so ``easyclaw up``) and the tests serve with.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import resource
 import sys
 from dataclasses import dataclass
+from termios import FIONREAD
 from typing import Any
 
 import orjson
@@ -47,6 +50,9 @@ log = EventLogger("easyclaw.api")
 # File descriptors kept free for everything that is not a client connection:
 # the database pool, the listener, logs, the JWKS client.
 RESERVED_FILE_DESCRIPTORS = 256
+# A head timer that expires while the client's bytes wait unread in the kernel
+# (the process was busy, not the client slow) is restarted at most this often.
+MAX_HEAD_EXTENSIONS = 3
 # How long a refused connection is drained before it is closed.
 LINGER_SECONDS = 1.0
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
@@ -92,6 +98,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._message_begun = False
+        self._head_extensions = 0
         self._discarding = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -147,6 +154,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading_head = True
         self._message_begun = True
+        self._head_extensions = 0
         self._start_head_timer()
 
     def on_headers_complete(self) -> None:
@@ -173,6 +181,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if not self._reading_head or self.transport.is_closing():
             return
+        if self._unread_bytes() and self._head_extensions < MAX_HEAD_EXTENSIONS:
+            # The client did send; this busy process has not read it yet (a
+            # timer can fire before the socket's pending data is handled).
+            self._head_extensions += 1
+            self._start_head_timer()
+            return
         if not self._message_begun:
             self.transport.close()  # nothing asked, nothing to answer
             return
@@ -182,6 +196,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             f"the request line and headers did not arrive within "
             f"{self._limits.header_timeout_seconds:g} s",
         )
+
+    def _unread_bytes(self) -> int:
+        """Bytes the kernel holds for this connection that were not read yet."""
+        try:
+            pending = array.array("i", [0])
+            fcntl.ioctl(self.transport.get_extra_info("socket").fileno(), FIONREAD, pending)
+        except (AttributeError, OSError, ValueError):
+            return 0
+        return pending[0]
 
     def _refuse(
         self,
@@ -261,6 +284,9 @@ def server_config(settings: Settings, app: Any, **overrides: Any) -> ServerConfi
         "timeout_graceful_shutdown": 10,
         "timeout_keep_alive": settings.api_keep_alive_seconds,
         "server_header": False,
+        # Connections the kernel queues until the process accepts them (it caps
+        # this at net.core.somaxconn); a burst of thousands of clients fits.
+        "backlog": 4096,
     }
     options.update(overrides)
     return ServerConfig(app, limits=limits, **options)
