@@ -24,6 +24,8 @@ JOB_FIELDS = {
     "result",
     "error",
     "conversationId",
+    "concurrencyKey",
+    "concurrencyLimit",
     "priority",
     "attempts",
     "maxAttempts",
@@ -104,6 +106,7 @@ async def test_a_new_job_reads_back_as_pending_with_every_field_in_camel_case(
     assert job["priority"] == 0
     assert job["cancelRequested"] is False
     assert job["conversationId"] is None
+    assert (job["concurrencyKey"], job["concurrencyLimit"]) == (None, None)
     assert job["startedAt"] is None
     assert job["finishedAt"] is None
     created = parse_time(job["createdAt"])

@@ -81,6 +81,18 @@ EXPECTED_COLUMNS: dict[str, dict[str, str]] = {
         "meta": "jsonb",
     },
 }
+# Scheduling (0004): token buckets and which job types take from them.
+EXPECTED_COLUMNS |= {
+    "rate_limits": {
+        "name": "text",
+        "rate": "double precision",
+        "burst": "double precision",
+        "claim_cost": "double precision",
+        "tokens": "double precision",
+        "updated_at": "timestamp with time zone",
+    },
+    "rate_limit_types": {"job_type": "text", "bucket": "text"},
+}
 BOOKKEEPING_TABLES = {"schema_migrations", "workers", "job_status_totals", "job_status_changes"}
 
 

@@ -68,7 +68,7 @@ async def test_scheduled_job_is_not_claimed_before_run_at(conn: Conn) -> None:
     later = (await cursor.fetchone())[0]  # type: ignore[index]
     job = (await enqueue(conn, run_at=later)).job
     assert await claim(conn) == []
-    assert await queue.next_run_at(conn, types=["ECHO"]) == job.run_at
+    assert await queue.next_claim_at(conn, types=["ECHO"]) == job.run_at
 
 
 async def test_completion_is_fenced_by_worker_and_attempt(conn: Conn) -> None:

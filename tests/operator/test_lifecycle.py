@@ -218,3 +218,12 @@ async def test_a_conversation_of_another_user_is_refused(
     status = await operator.wait_phase("chat", "Failed")
     assert status["error"] == (f"spec.conversationId: user '{USER}' has no conversation {stranger}")
     assert await job_rows(conn) == []
+
+
+async def test_a_concurrency_key_in_the_spec_keys_the_job(
+    operator: OperatorUnderTest, conn: Conn
+) -> None:
+    await operator.create("keyed", echo(concurrencyKey="tenant:acme", concurrencyLimit=2))
+    status = await operator.wait_phase("keyed", "Pending")
+    job = await get(conn, UUID(status["jobId"]))
+    assert (job.concurrency_key, job.concurrency_limit) == ("tenant:acme", 2)

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 
+from easyclaw.agents.jobtypes.chat import CHAT
 from easyclaw.agents.jobtypes.echo import ECHO
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.models import Job, JobStatus
@@ -72,6 +73,20 @@ def test_a_valid_spec_becomes_a_job_request(registry: JobTypeRegistry) -> None:
     assert request.payload == {"name": "Ada"}
     assert (request.user_id, request.priority, request.max_attempts) == ("u-1", 7, 4)
     assert request.conversation_id == conversation
+    assert (request.concurrency_key, request.concurrency_limit) == (None, None)
+
+
+def test_a_concurrency_key_and_limit_are_part_of_the_request(registry: JobTypeRegistry) -> None:
+    request = parse_spec(spec(concurrencyKey="tenant:acme", concurrencyLimit=2), registry)
+    assert (request.concurrency_key, request.concurrency_limit) == ("tenant:acme", 2)
+
+
+def test_chat_is_keyed_by_its_conversation_and_takes_no_key_of_its_own() -> None:
+    chat_registry = JobTypeRegistry([CHAT])
+    chat = {"type": "CHAT", "payload": {"message": "hi"}, "userId": "u-1"}
+    assert parse_spec(chat, chat_registry).concurrency_key is None  # submission derives it
+    with pytest.raises(InvalidSpecError, match="CHAT jobs are keyed by their conversation"):
+        parse_spec({**chat, "concurrencyKey": "mine"}, chat_registry)
 
 
 @pytest.mark.parametrize(
@@ -86,6 +101,10 @@ def test_a_valid_spec_becomes_a_job_request(registry: JobTypeRegistry) -> None:
         (spec(userId="a b"), "invalid spec: spec.userId: String should match pattern"),
         (spec(userId="alice\n"), "invalid spec: spec.userId: String should match pattern"),
         (spec(typo=1), "invalid spec: spec.typo: Extra inputs are not permitted"),
+        (spec(concurrencyKey="a b"), "invalid spec: spec.concurrencyKey: String should match"),
+        (spec(concurrencyKey="k\n"), "invalid spec: spec.concurrencyKey: String should match"),
+        (spec(concurrencyKey="k", concurrencyLimit=0), "invalid spec: spec.concurrencyLimit:"),
+        (spec(concurrencyLimit=2), "spec.concurrencyLimit needs spec.concurrencyKey"),
         ({"payload": {}}, "invalid spec: spec.type: Field required; spec.userId: Field"),
     ],
 )

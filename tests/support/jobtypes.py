@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from easyclaw.core.db import AsyncConn
+from easyclaw.core.db import AsyncConn, pooled
 from easyclaw.core.errors import PermanentJobError, RetryableJobError
 from easyclaw.core.jobtypes import JobContext, JobType
 
@@ -113,4 +113,50 @@ CREATE TABLE IF NOT EXISTS job_effects (
     attempt integer NOT NULL,
     worker_id text NOT NULL,
     written_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+async def run_turn(ctx: JobContext) -> dict[str, Any]:
+    """One turn of a conversation: records when this attempt ran in ``turn_runs``
+    (created by the test), sleeps ``seconds``, and writes a ``job_effects`` row on
+    completion. Tests read the rows to check that a conversation's turns never
+    overlapped and ran in order."""
+    job, worker_id = ctx.job, ctx.worker_id
+    async with pooled(ctx.pool) as conn:
+        await conn.execute(
+            "INSERT INTO turn_runs (job_id, attempt, worker_id, started_at) "
+            "VALUES (%s, %s, %s, clock_timestamp())",
+            (job.id, job.attempt, worker_id),
+        )
+    await asyncio.sleep(float(ctx.payload.get("seconds", 0.1)))
+    async with pooled(ctx.pool) as conn:
+        await conn.execute(
+            "UPDATE turn_runs SET ended_at = clock_timestamp() WHERE job_id = %s AND attempt = %s",
+            (job.id, job.attempt),
+        )
+
+    async def write(conn: AsyncConn) -> None:
+        await conn.execute(
+            "INSERT INTO job_effects (job_id, attempt, worker_id) VALUES (%s, %s, %s)",
+            (job.id, job.attempt, worker_id),
+        )
+
+    ctx.on_completion(write)
+    return {"attempt": job.attempt}
+
+
+TURN = JobType(
+    name="TURN",
+    handler=run_turn,
+    conversational=True,
+    description="a conversation's turn that records when it ran",
+)
+
+TURN_RUNS_TABLE = """
+CREATE TABLE IF NOT EXISTS turn_runs (
+    job_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    started_at timestamptz NOT NULL,
+    ended_at timestamptz
 )"""

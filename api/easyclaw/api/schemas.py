@@ -7,10 +7,11 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from easyclaw.core.models import Job, JobStatus, QueueStats
+from easyclaw.core.scheduling import CONCURRENCY_KEY_PATTERN, MAX_CONCURRENCY_LIMIT
 
 
 class ApiModel(BaseModel):
@@ -32,6 +33,19 @@ class JobCreate(ApiModel):
     )
     conversation_id: UUID | None = Field(None, description="Conversation a CHAT job continues")
     priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first")
+    concurrency_key: str | None = Field(
+        None,
+        pattern=f"^{CONCURRENCY_KEY_PATTERN}$",
+        description="Jobs with the same key run at most concurrencyLimit at a time, in "
+        "submission order (CHAT jobs are keyed by their conversation)",
+        examples=["tenant:acme/reports"],
+    )
+    concurrency_limit: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CONCURRENCY_LIMIT,
+        description="How many jobs of concurrencyKey may run at once (default 1)",
+    )
     max_attempts: int | None = Field(None, ge=1, le=100)
     timeout_seconds: float | None = Field(None, gt=0, le=86_400, description="Per attempt")
     run_at: datetime | None = Field(None, description="Do not start before this time")
@@ -67,6 +81,12 @@ class JobCreate(ApiModel):
             raise ValueError("runAt must fall between the years 2 and 9998")
         return run_at
 
+    @model_validator(mode="after")
+    def _limit_needs_a_key(self) -> JobCreate:
+        if self.concurrency_limit is not None and self.concurrency_key is None:
+            raise ValueError("concurrencyLimit needs a concurrencyKey")
+        return self
+
 
 class JobCreated(ApiModel):
     job_id: UUID
@@ -82,6 +102,8 @@ class JobPublic(ApiModel):
     result: Any = None
     error: str | None = None
     conversation_id: UUID | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     priority: int
     attempts: int
     max_attempts: int
@@ -103,6 +125,8 @@ class JobPublic(ApiModel):
             result=job.result,
             error=job.error,
             conversation_id=job.conversation_id,
+            concurrency_key=job.concurrency_key,
+            concurrency_limit=job.concurrency_limit,
             priority=job.priority,
             attempts=job.attempts,
             max_attempts=job.max_attempts,

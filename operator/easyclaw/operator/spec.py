@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from easyclaw.agents.submission import PRIORITY_MAX, PRIORITY_MIN, JobRequest
 from easyclaw.core.ids import USER_ID_PATTERN
 from easyclaw.core.jobtypes import InvalidPayloadError, JobTypeRegistry, UnknownJobTypeError
+from easyclaw.core.scheduling import CONCURRENCY_KEY_PATTERN, MAX_CONCURRENCY_LIMIT
 
 
 class InvalidSpecError(ValueError):
@@ -35,6 +36,12 @@ class EasyClawJobSpec(BaseModel):
     # text (Python's `$` would also accept a trailing newline).
     user_id: str = Field(alias="userId", pattern=f"^{USER_ID_PATTERN}$")
     conversation_id: UUID | None = Field(None, alias="conversationId")
+    concurrency_key: str | None = Field(
+        None, alias="concurrencyKey", pattern=f"^{CONCURRENCY_KEY_PATTERN}$"
+    )
+    concurrency_limit: int | None = Field(
+        None, alias="concurrencyLimit", ge=1, le=MAX_CONCURRENCY_LIMIT
+    )
     priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
     max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=100)
     ttl_seconds_after_finished: int | None = Field(None, alias="ttlSecondsAfterFinished", ge=0)
@@ -67,6 +74,13 @@ def parse_spec(spec: Mapping[str, Any], registry: JobTypeRegistry) -> JobRequest
         payload = job_type.validate_payload(parsed.payload)
     except (UnknownJobTypeError, InvalidPayloadError) as error:
         raise InvalidSpecError(str(error)) from None
+    if parsed.concurrency_limit is not None and parsed.concurrency_key is None:
+        raise InvalidSpecError("spec.concurrencyLimit needs spec.concurrencyKey")
+    if job_type.conversational and parsed.concurrency_key is not None:
+        raise InvalidSpecError(
+            f"spec.concurrencyKey: {job_type.name} jobs are keyed by their conversation; "
+            "set spec.conversationId instead"
+        )
     return JobRequest(
         type=job_type.name,
         payload=payload,
@@ -74,6 +88,8 @@ def parse_spec(spec: Mapping[str, Any], registry: JobTypeRegistry) -> JobRequest
         conversation_id=parsed.conversation_id,
         priority=parsed.priority,
         max_attempts=parsed.max_attempts or job_type.max_attempts,
+        concurrency_key=parsed.concurrency_key,
+        concurrency_limit=parsed.concurrency_limit,
     )
 
 

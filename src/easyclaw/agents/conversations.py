@@ -35,14 +35,38 @@ async def recent_messages(
     return [ChatMessage(cast(Role, role), content) for role, content in await cursor.fetchall()]
 
 
+def conversation_key(conversation_id: UUID) -> str:
+    """The concurrency key that runs a conversation's jobs one at a time, in order."""
+    return f"conversation:{conversation_id}"
+
+
+async def create_conversation(
+    conn: AsyncConn, *, conversation_id: UUID, user_id: str, title: str | None
+) -> None:
+    """Create a conversation (nothing if it exists)."""
+    await conn.execute(
+        query("create_conversation"),
+        {"id": conversation_id, "user_id": user_id, "title": title},
+    )
+
+
+def conversation_title(payload: dict[str, Any]) -> str | None:
+    """A conversation's title: the first line of its first message (``payload.message``)."""
+    message = payload.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return None
+    return message.strip().splitlines()[0][:TITLE_LENGTH]
+
+
 async def start_conversation(
     conn: AsyncConn, *, conversation_id: UUID, user_id: str, first_message: str, job_id: UUID
 ) -> None:
     """Create the conversation (titled by its first message) and point the job at it."""
-    title = first_message.strip().splitlines()[0][:TITLE_LENGTH] if first_message.strip() else None
-    await conn.execute(
-        query("create_conversation"),
-        {"id": conversation_id, "user_id": user_id, "title": title},
+    await create_conversation(
+        conn,
+        conversation_id=conversation_id,
+        user_id=user_id,
+        title=conversation_title({"message": first_message}),
     )
     await conn.execute(
         query("attach_job_to_conversation"),

@@ -10,11 +10,17 @@ The API (``POST /jobs``) and the operator (an ``EasyClawJob``) both call
 * a new user is created with the free-tier credit (a ``FREE_TIER`` transaction);
 * with billing enforced, a user whose balance is not above zero is refused;
 * a conversation must be the user's own;
+* a concurrency key must be well formed, and its limit needs a key;
+* a job of a conversational type (CHAT) belongs to a conversation, created now
+  (with the job's id, titled by the message) when none is named, and is keyed
+  ``conversation:<id>`` with limit 1, so a conversation's messages are answered
+  one at a time, in order; such a job takes no key of its own;
 * an idempotency key returns the job the first request with it created.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,10 +31,18 @@ from uuid import UUID
 import psycopg
 
 from easyclaw.agents import billing
-from easyclaw.agents.conversations import user_has_conversation
+from easyclaw.agents.conversations import (
+    conversation_key,
+    conversation_title,
+    create_conversation,
+    user_has_conversation,
+)
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncConn, AsyncPool, pooled
-from easyclaw.core.jobtypes import JobTypeRegistry
+from easyclaw.core.ids import uuid7
+from easyclaw.core.jobtypes import JobType, JobTypeRegistry
+from easyclaw.core.models import Job
+from easyclaw.core.scheduling import MAX_CONCURRENCY_LIMIT, is_concurrency_key
 from easyclaw.core.settings import Settings
 
 PRIORITY_MIN = -1000
@@ -48,6 +62,8 @@ class JobRequest:
     timeout_seconds: float | None = None
     run_at: datetime | None = None
     idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 class JobRefusedError(ValueError):
@@ -128,6 +144,8 @@ async def submit_job(
         raise JobRefusedError(
             f"priority must lie between {PRIORITY_MIN} and {PRIORITY_MAX}, not {request.priority}"
         )
+    job_id = uuid7()
+    conversation_id, key, limit = _sequencing(request, job_type, job_id)
     async with pooled(pool) as conn:
         await users.ensure(conn, request.user_id)
         if settings.billing_enforce:
@@ -138,22 +156,82 @@ async def submit_job(
             conn, request.conversation_id, request.user_id
         ):
             raise UnknownConversationError(request.user_id, request.conversation_id)
+        enqueue = functools.partial(
+            queue.enqueue,
+            conn,
+            job_id=job_id,
+            user_id=request.user_id,
+            type=job_type.name,
+            payload=payload,
+            conversation_id=conversation_id,
+            priority=request.priority,
+            max_attempts=request.max_attempts
+            or job_type.max_attempts
+            or settings.job_default_max_attempts,
+            timeout_seconds=request.timeout_seconds,
+            run_at=request.run_at,
+            idempotency_key=request.idempotency_key,
+            concurrency_key=key,
+            concurrency_limit=limit,
+        )
         try:
-            return await queue.enqueue(
-                conn,
-                user_id=request.user_id,
-                type=job_type.name,
-                payload=payload,
-                conversation_id=request.conversation_id,
-                priority=request.priority,
-                max_attempts=request.max_attempts
-                or job_type.max_attempts
-                or settings.job_default_max_attempts,
-                timeout_seconds=request.timeout_seconds,
-                run_at=request.run_at,
-                idempotency_key=request.idempotency_key,
-            )
+            if conversation_id != job_id:
+                return await enqueue()
+            # A new conversation, named after its first job, created with it.
+            async with conn.transaction() as transaction:
+                await create_conversation(
+                    conn,
+                    conversation_id=job_id,
+                    user_id=request.user_id,
+                    title=conversation_title(payload),
+                )
+                try:
+                    enqueued = await enqueue()
+                except queue.IdempotencyConflictError as error:
+                    if not _started_its_own(error.job, job_type, payload):
+                        raise
+                    enqueued = queue.Enqueued(job=error.job, created=False)
+                if not enqueued.created:
+                    raise psycopg.Rollback(transaction)  # a repeat starts no conversation
+            return enqueued
         except psycopg.errors.ForeignKeyViolation:
             # The user row vanished after it was cached (deleted by an admin).
             users.forget(request.user_id)
             raise UserChangedError(request.user_id) from None
+
+
+def _sequencing(
+    request: JobRequest, job_type: JobType, job_id: UUID
+) -> tuple[UUID | None, str | None, int | None]:
+    """The job's conversation, concurrency key and limit, or JobRefusedError."""
+    key, limit = request.concurrency_key, request.concurrency_limit
+    if key is not None and not is_concurrency_key(key):
+        raise JobRefusedError(
+            "concurrencyKey must be 1-200 letters, digits or ._:@|/+=- characters"
+        )
+    if limit is not None and not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise JobRefusedError(
+            f"concurrencyLimit must lie between 1 and {MAX_CONCURRENCY_LIMIT}, not {limit}"
+        )
+    if limit is not None and key is None:
+        raise JobRefusedError("concurrencyLimit needs a concurrencyKey")
+    if not job_type.conversational:
+        return request.conversation_id, key, limit
+    if key is not None:
+        raise JobRefusedError(
+            f"{job_type.name} jobs are keyed by their conversation; "
+            "send conversationId instead of concurrencyKey"
+        )
+    conversation_id = request.conversation_id or job_id
+    return conversation_id, conversation_key(conversation_id), 1
+
+
+def _started_its_own(job: Job, job_type: JobType, payload: dict[str, Any]) -> bool:
+    """Whether ``job`` is what a request without a conversation created: a repeat of it
+    (same idempotency key) names a new conversation of its own, which the first one did."""
+    return (
+        job.type == job_type.name
+        and job.conversation_id == job.id
+        and job.concurrency_key == conversation_key(job.id)
+        and job.payload == payload
+    )

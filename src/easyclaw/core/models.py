@@ -66,6 +66,11 @@ class Job:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    concurrency_key: str | None = None
+    """Jobs sharing a key run at most ``concurrency_limit`` at a time, in ``seq`` order."""
+    concurrency_limit: int | None = None
+    seq: int | None = None
+    """Submission order, assigned by the database."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -92,6 +97,9 @@ class Job:
             updated_at=row["updated_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            concurrency_key=row["concurrency_key"],
+            concurrency_limit=row["concurrency_limit"],
+            seq=row["seq"],
         )
 
 
@@ -109,6 +117,7 @@ class ClaimedJob:
     max_attempts: int
     timeout_seconds: float | None
     created_at: datetime
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -87,15 +87,25 @@ async def enqueue(
     timeout_seconds: float | None = None,
     run_at: datetime | None = None,
     idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
+    concurrency_limit: int | None = None,
+    job_id: UUID | None = None,
 ) -> Enqueued:
     """Insert a PENDING job (workers are woken by the insert trigger).
 
     With an idempotency key, a repeated request returns the job the first one
-    created; the same key with a different type, payload or conversation is an
-    IdempotencyConflictError rather than a silent mix-up.
+    created; the same key with a different type, payload, conversation or
+    concurrency key is an IdempotencyConflictError rather than a silent mix-up.
+
+    A ``concurrency_key`` lets at most ``concurrency_limit`` (default 1) jobs of
+    that key run at once, in submission order: the submission holds the key's
+    advisory lock until its transaction commits, so jobs of one key take their
+    ``seq`` in the order they become visible. ``job_id`` is the new job's id
+    when the caller needs it beforehand (a conversation named after the job).
     """
+    concurrency_limit = None if concurrency_key is None else concurrency_limit or 1
     params = {
-        "id": uuid7(),
+        "id": job_id or uuid7(),
         "user_id": user_id,
         "conversation_id": conversation_id,
         "type": type,
@@ -105,10 +115,18 @@ async def enqueue(
         "timeout_seconds": timeout_seconds,
         "run_at": run_at,
         "idempotency_key": idempotency_key,
+        "concurrency_key": concurrency_key,
+        "concurrency_limit": concurrency_limit,
     }
     cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(query("insert_job"), params)
-    row = await cursor.fetchone()
+    if concurrency_key is None:
+        await cursor.execute(query("insert_job"), params)
+        row = await cursor.fetchone()
+    else:
+        async with conn.transaction():
+            await conn.execute(query("lock_concurrency_keys"), {"keys": [concurrency_key]})
+            await cursor.execute(query("insert_job"), params)
+            row = await cursor.fetchone()
     if row is not None:
         return Enqueued(job=Job.from_row(row), created=True)
     await cursor.execute(
@@ -119,10 +137,11 @@ async def enqueue(
     if row is None:  # pragma: no cover - a conflict implies the row exists
         raise RuntimeError("idempotent insert found neither a new nor an existing job")
     existing = Job.from_row(row)
-    if (existing.type, existing.payload, existing.conversation_id) != (
+    if (existing.type, existing.payload, existing.conversation_id, existing.concurrency_key) != (
         type,
         payload,
         conversation_id,
+        concurrency_key,
     ):
         raise IdempotencyConflictError(existing)
     return Enqueued(job=existing, created=False)
@@ -136,22 +155,36 @@ async def enqueue_many(
     payloads: Sequence[dict[str, Any]],
     priority: int = 0,
     max_attempts: int = 3,
+    concurrency_keys: Sequence[str | None] | None = None,
+    concurrency_limit: int = 1,
 ) -> int:
-    """Insert many PENDING jobs of one type in a single statement."""
+    """Insert many PENDING jobs of one type in a single statement.
+
+    ``concurrency_keys`` gives each job its key (or None); jobs of one key run
+    in the order they have here.
+    """
     if not payloads:
         return 0
-    cursor = await conn.execute(
-        query("insert_jobs"),
-        {
-            "user_id": user_id,
-            "type": type,
-            "priority": priority,
-            "max_attempts": max_attempts,
-            "ids": [uuid7() for _ in payloads],
-            "payloads": [orjson.dumps(payload).decode() for payload in payloads],
-        },
-    )
-    return cursor.rowcount
+    keys = list(concurrency_keys) if concurrency_keys is not None else [None] * len(payloads)
+    if len(keys) != len(payloads):
+        raise ValueError("one concurrency key (or None) per payload")
+    params = {
+        "user_id": user_id,
+        "type": type,
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "ids": [uuid7() for _ in payloads],
+        "payloads": [orjson.dumps(payload).decode() for payload in payloads],
+        "keys": keys,
+        "concurrency_limit": concurrency_limit,
+    }
+    if not any(keys):
+        cursor = await conn.execute(query("insert_jobs"), params)
+        return cursor.rowcount
+    async with conn.transaction():
+        await conn.execute(query("lock_concurrency_keys"), {"keys": keys})
+        cursor = await conn.execute(query("insert_jobs"), params)
+        return cursor.rowcount
 
 
 # ---------------------------------------------------------------- reading
@@ -246,6 +279,7 @@ async def claim_jobs(
             max_attempts=max_attempts,
             timeout_seconds=timeout_seconds,
             created_at=created_at,
+            concurrency_key=concurrency_key,
         )
         for (
             job_id,
@@ -258,13 +292,16 @@ async def claim_jobs(
             max_attempts,
             timeout_seconds,
             created_at,
+            concurrency_key,
         ) in await cursor.fetchall()
     ]
 
 
-async def next_run_at(conn: AsyncConn, *, types: Sequence[str]) -> datetime | None:
-    """When the earliest PENDING job of these types becomes ready (None if there is none)."""
-    cursor = await conn.execute(query("next_run_at"), {"types": list(types)})
+async def next_claim_at(conn: AsyncConn, *, types: Sequence[str]) -> datetime | None:
+    """When an idle worker should claim again: now if a job it could start is ready
+    (held by another claim), else when the earliest scheduled job becomes due;
+    None if nothing is due (wait for NOTIFY or the poll interval)."""
+    cursor = await conn.execute(query("next_claim_at"), {"types": list(types)})
     row = await cursor.fetchone()
     return row[0] if row else None
 

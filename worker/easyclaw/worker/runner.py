@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from uuid import UUID
 
+import psycopg
+
 from easyclaw.agents.state import state_store_from_settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
@@ -223,6 +225,12 @@ class Worker:
                     sleep_for = None
                     if len(jobs) < wanted:
                         sleep_for = await self._idle_timeout(conn)
+            except psycopg.errors.UniqueViolation as error:
+                # Two jobs of one sequential key would have run at once (their
+                # submissions committed out of order): the database refused the
+                # whole claim. Claim again; the rule now sees the running one.
+                log.warning("claim.key_conflict", worker_id=self.worker_id, error=str(error))
+                continue
             except Exception as error:
                 self._log_db_error("claim", error)
                 with contextlib.suppress(TimeoutError):
@@ -239,12 +247,13 @@ class Worker:
     async def _idle_timeout(self, conn: AsyncConn) -> float:
         """Sleep until woken, the poll interval, or the next scheduled job, whichever is first."""
         timeout = self.settings.worker_poll_interval_seconds
-        next_run = await queue.next_run_at(conn, types=self.types)
-        if next_run is not None:
-            until = (next_run - datetime.now(UTC)).total_seconds()
+        claim_at = await queue.next_claim_at(conn, types=self.types)
+        if claim_at is not None:
+            until = (claim_at - datetime.now(UTC)).total_seconds()
             # A ready job we could not claim is locked by another session (a
             # concurrent claim, or a long transaction): look again shortly,
-            # without spinning on it.
+            # without spinning on it. Jobs waiting for their concurrency key do
+            # not count: the worker that finishes the job before them wakes up.
             timeout = min(timeout, until if until > 0 else READY_BUT_LOCKED_RECHECK_SECONDS)
         return timeout
 
@@ -318,6 +327,10 @@ class Worker:
             job = finished.job
             if job.id not in self._attempts:  # else a later attempt of it is running
                 self._release_slot(job.id)
+            if job.concurrency_key is not None:
+                # The next job of its key may start now; no NOTIFY announces that,
+                # so this worker (which has a free slot) claims again at once.
+                self._wakeup.set()
             fields = {
                 "job_id": str(job.id),
                 "type": job.type,

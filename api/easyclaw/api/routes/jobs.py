@@ -88,6 +88,8 @@ async def create_job(
         timeout_seconds=body.timeout_seconds,
         run_at=body.run_at,
         idempotency_key=body.idempotency_key or idempotency_key_header,
+        concurrency_key=body.concurrency_key,
+        concurrency_limit=body.concurrency_limit,
     )
     try:
         enqueued = await submit_job(

@@ -116,6 +116,7 @@ CHAT = JobType(
     name="CHAT",
     handler=run_chat,
     payload_model=ChatPayload,
+    conversational=True,
     description="Sends a message to the configured language model, with the conversation's "
     "recent history, and stores both in the conversation.",
 )

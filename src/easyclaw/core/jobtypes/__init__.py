@@ -67,6 +67,10 @@ class JobType:
     uses_state: bool = False
     """Run in a workspace holding the user's latest state snapshot (``ctx.workspace``);
     on success the workspace is stored as the next version."""
+    conversational: bool = False
+    """Jobs belong to a conversation (CHAT): one is started when a job is submitted
+    without one, and the jobs of a conversation run one at a time, in submission
+    order (concurrency key ``conversation:<id>``, limit 1)."""
 
     def __post_init__(self) -> None:
         if not TYPE_NAME.fullmatch(self.name):

@@ -23,19 +23,36 @@ SELECT count(*) AS created FROM inserted;
 -- A run_at in the past means now: such a job would otherwise jump the queue
 -- (claims order by run_at) and its waiting time (oldest_pending_age_seconds)
 -- would count from that past instant, ~2,000 years for year 2.
+-- A keyed job's submitter holds lock_concurrency_keys until it commits, so jobs
+-- of one key take their seq in the order they become visible.
 INSERT INTO jobs (id, user_id, conversation_id, type, input_payload, priority,
-                  max_attempts, timeout_seconds, run_at, idempotency_key)
+                  max_attempts, timeout_seconds, run_at, idempotency_key,
+                  concurrency_key, concurrency_limit)
 VALUES (%(id)s, %(user_id)s, %(conversation_id)s, %(type)s, %(payload)s, %(priority)s,
         %(max_attempts)s, %(timeout_seconds)s,
-        greatest(coalesce(%(run_at)s::timestamptz, now()), now()), %(idempotency_key)s)
+        greatest(coalesce(%(run_at)s::timestamptz, now()), now()), %(idempotency_key)s,
+        %(concurrency_key)s, %(concurrency_limit)s)
 ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
 -- name: insert_jobs
--- Bulk enqueue without idempotency keys (benchmarks, batch submitters).
-INSERT INTO jobs (id, user_id, type, input_payload, priority, max_attempts)
-SELECT id, %(user_id)s, %(type)s, payload, %(priority)s, %(max_attempts)s
-FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[]) AS batch(id, payload);
+-- Bulk enqueue without idempotency keys (benchmarks, batch submitters). Keyed
+-- rows must come with lock_concurrency_keys held, in the order of their seq.
+INSERT INTO jobs (id, user_id, type, input_payload, priority, max_attempts,
+                  concurrency_key, concurrency_limit)
+SELECT id, %(user_id)s, %(type)s, payload, %(priority)s, %(max_attempts)s,
+       key, CASE WHEN key IS NOT NULL THEN %(concurrency_limit)s::smallint END
+FROM unnest(%(ids)s::uuid[], %(payloads)s::jsonb[], %(keys)s::text[])
+     WITH ORDINALITY AS batch(id, payload, key, position)
+ORDER BY position;
+
+-- name: lock_concurrency_keys
+-- Serialises submissions of the same keys until the transaction ends, so a
+-- later submission can never commit an earlier seq than one before it (the
+-- claim's key rule relies on that). Sorted, so two submitters cannot deadlock.
+SELECT key, pg_advisory_xact_lock(hashtextextended(key, 4999404026017374585))
+FROM (SELECT DISTINCT key FROM unnest(%(keys)s::text[]) AS key
+      WHERE key IS NOT NULL ORDER BY key) AS sorted;
 
 -- name: get_job_by_idempotency_key
 SELECT * FROM jobs WHERE user_id = %(user_id)s AND idempotency_key = %(idempotency_key)s;
@@ -64,13 +81,27 @@ LIMIT %(limit)s;
 -- name: claim_jobs
 -- Take up to `limit` ready jobs, highest priority then oldest first. SKIP LOCKED
 -- lets any number of workers claim at once without waiting on each other.
+-- A job with a concurrency key is ready only if fewer than its limit of jobs of
+-- that key are RUNNING or PENDING before it (by seq): see the key rule below,
+-- repeated in every claim and in next_claim_at.
 WITH next AS (
-    SELECT id
-    FROM jobs
-    WHERE status = 'PENDING' AND run_at <= now() AND type = ANY(%(types)s::text[])
-    ORDER BY priority DESC, run_at, id
+    SELECT j.id
+    FROM jobs AS j
+    WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+      -- key rule
+      AND (j.concurrency_key IS NULL
+           OR (SELECT count(*) FROM (SELECT FROM jobs AS k
+                                     WHERE k.concurrency_key = j.concurrency_key
+                                       AND k.status = 'RUNNING'
+                                     LIMIT j.concurrency_limit) AS running)
+              + (SELECT count(*) FROM (SELECT FROM jobs AS k
+                                       WHERE k.concurrency_key = j.concurrency_key
+                                         AND k.status = 'PENDING' AND k.seq < j.seq
+                                       LIMIT j.concurrency_limit) AS earlier)
+              < j.concurrency_limit)
+    ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 ), claimed AS (
     UPDATE jobs AS j
     SET status = 'RUNNING',
@@ -83,18 +114,39 @@ WITH next AS (
     FROM next
     WHERE j.id = next.id
     RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
-              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at
+              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
 ), notified AS (
     -- a separate CTE, so the notification is sent once per statement, not per row
     SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
 )
 SELECT claimed.* FROM claimed, notified;
 
--- name: next_run_at
--- When the earliest scheduled job becomes ready: how long an idle worker may sleep.
-SELECT min(run_at) AS run_at
-FROM jobs
-WHERE status = 'PENDING' AND type = ANY(%(types)s::text[]);
+-- name: next_claim_at
+-- When an idle worker should claim again. now() if a job it could start is
+-- ready (another claim holds its lock: look again shortly); otherwise when the
+-- earliest scheduled job becomes due; NULL if nothing is due (sleep until
+-- NOTIFY or the poll interval). Jobs waiting for their key are not "ready":
+-- the worker that finishes the job before them claims again at once, and a
+-- reaped or cancelled one sends NOTIFY.
+SELECT CASE
+    WHEN EXISTS (
+        SELECT FROM jobs AS j
+        WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+          -- key rule
+          AND (j.concurrency_key IS NULL
+               OR (SELECT count(*) FROM (SELECT FROM jobs AS k
+                                         WHERE k.concurrency_key = j.concurrency_key
+                                           AND k.status = 'RUNNING'
+                                         LIMIT j.concurrency_limit) AS running)
+                  + (SELECT count(*) FROM (SELECT FROM jobs AS k
+                                           WHERE k.concurrency_key = j.concurrency_key
+                                             AND k.status = 'PENDING' AND k.seq < j.seq
+                                           LIMIT j.concurrency_limit) AS earlier)
+                  < j.concurrency_limit))
+    THEN now()
+    ELSE (SELECT min(run_at) FROM jobs
+          WHERE status = 'PENDING' AND run_at > now() AND type = ANY(%(types)s::text[]))
+END AS claim_at;
 
 -- name: finish_jobs
 -- Record the outcome of a batch of attempts, fenced by lease. A requested retry
@@ -218,6 +270,8 @@ SELECT pg_notify('easyclaw_jobs_ready', '');
 
 -- name: cancel_job
 -- PENDING ends at once; RUNNING is flagged and its worker is told to stop.
+-- A cancelled PENDING job with a key may have held back the next job of its
+-- key: idle workers are woken to claim it.
 WITH cancelled AS (
     UPDATE jobs
     SET status = CASE WHEN status = 'PENDING' THEN 'CANCELLED' ELSE status END,
@@ -230,6 +284,8 @@ WITH cancelled AS (
 SELECT cancelled.*,
        CASE WHEN cancelled.status = 'RUNNING'
             THEN pg_notify('easyclaw_cancel', cancelled.id::text) END AS told_worker,
+       CASE WHEN cancelled.status = 'CANCELLED' AND cancelled.concurrency_key IS NOT NULL
+            THEN pg_notify('easyclaw_jobs_ready', '') END AS woke_workers,
        easyclaw_notify_job_events(ARRAY[cancelled.id]) AS notified
 FROM cancelled;
 

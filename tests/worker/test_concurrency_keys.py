@@ -1,0 +1,101 @@
+"""A worker and concurrency keys (in-process worker, real database): the next
+job of a key starts as soon as the one before it finishes, without a poll, and
+a claim the database refuses (two running jobs of a sequential key) is logged
+and claimed again rather than failing the worker."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from easyclaw.core import queue
+from easyclaw.core.db import AsyncPool
+from easyclaw.core.models import JobStatus
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_for
+from tests.worker.helpers import (
+    USER,
+    Conn,
+    enqueue,
+    events,
+    fetch_value,
+    get,
+    running_worker,
+    wait_status,
+)
+
+LONG_POLL = 30.0
+
+
+async def test_the_next_job_of_a_key_starts_when_the_one_before_finishes(
+    database_url: str, pool: AsyncPool, conn: Conn
+) -> None:
+    settings = make_settings(database_url, worker_poll_interval_seconds=LONG_POLL)
+    first = await enqueue(conn, "SLEEP", {"seconds": 0.3}, concurrency_key="k")
+    second = await enqueue(conn, "SLEEP", {"seconds": 0}, concurrency_key="k")
+    async with running_worker(settings, pool):
+        done = await wait_status(conn, second.id, JobStatus.COMPLETED, timeout=10)
+        before = await wait_status(conn, first.id, JobStatus.COMPLETED)
+    assert before.finished_at is not None
+    assert done.started_at is not None
+    assert done.started_at >= before.finished_at
+    # Woken by its own completion, not by the 30 s poll.
+    gap = (done.started_at - before.finished_at).total_seconds()
+    assert gap < 1.0, f"the next job started {gap:.2f} s after the first finished"
+
+
+async def test_a_refused_claim_is_logged_and_claimed_again(
+    database_url: str,
+    pool: AsyncPool,
+    conn: Conn,
+    worker_logs: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(database_url, worker_maintenance_interval_seconds=0.5)
+    first = await enqueue(conn, "SLEEP", {"seconds": 0}, concurrency_key="k")
+    second = await enqueue(conn, "SLEEP", {"seconds": 0}, concurrency_key="k")
+    async with await psycopg.AsyncConnection.connect(database_url) as rogue:
+        # Start the second job behind the rule's back, and keep it uncommitted while
+        # the worker claims the first: the claim's snapshot cannot see it running.
+        await rogue.execute(
+            "UPDATE jobs SET status = 'RUNNING', worker_id = 'rogue', attempts = 1, "
+            "lease_expires_at = clock_timestamp() + interval '1 second' WHERE id = %s",
+            (second.id,),
+        )
+        async with running_worker(settings, pool):
+
+            async def claim_waits_on_the_rogue() -> bool:
+                waiting = await fetch_value(
+                    conn,
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' "
+                    "AND NOT granted",
+                )
+                return bool(waiting)
+
+            await wait_for(claim_waits_on_the_rogue, timeout=10)
+            await rogue.commit()
+            await wait_for(lambda: events(worker_logs, "claim.key_conflict"), timeout=10)
+            # The rogue's lease runs out, the reaper hands its job back, and then
+            # the first job runs before the second, as their order says.
+            done_first = await wait_status(conn, first.id, JobStatus.COMPLETED, timeout=15)
+            done_second = await wait_status(conn, second.id, JobStatus.COMPLETED, timeout=15)
+    assert done_first.finished_at is not None
+    assert done_second.started_at is not None
+    assert done_second.started_at >= done_first.finished_at
+    [conflict] = events(worker_logs, "claim.key_conflict")[:1]
+    assert "jobs_one_running_per_key_idx" in conflict["error"]
+    assert not events(worker_logs, "worker.error")
+
+
+async def test_jobs_without_a_key_are_unaffected_by_a_busy_key(
+    database_url: str, pool: AsyncPool, conn: Conn
+) -> None:
+    settings = make_settings(database_url)
+    await queue.ensure_user(conn, USER)
+    blocker = await enqueue(conn, "SLEEP", {"seconds": 2}, concurrency_key="busy")
+    waiting = await enqueue(conn, "SLEEP", {"seconds": 0}, concurrency_key="busy")
+    free = await enqueue(conn, "SLEEP", {"seconds": 0})
+    async with running_worker(settings, pool):
+        await wait_status(conn, free.id, JobStatus.COMPLETED, timeout=5)
+        assert (await get(conn, waiting.id)).status is JobStatus.PENDING
+        await wait_status(conn, blocker.id, JobStatus.COMPLETED, timeout=10)
+        await wait_status(conn, waiting.id, JobStatus.COMPLETED, timeout=5)
