@@ -6,13 +6,28 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+# pip's cache lives in a BuildKit cache mount (never in a layer), so it is kept.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-# .dockerignore is an allow-list: only the package sources and the pins arrive here.
-COPY . .
-RUN python -m venv /opt/easyclaw && /opt/easyclaw/bin/pip install -c constraints.txt .
+RUN python -m venv /opt/easyclaw
+# The dependencies in a layer of their own, from the dependency list and the pins
+# only: an edit to the sources reuses it, and a changed pin downloads only what
+# changed (the cache mount keeps pip's downloads across builds).
+COPY pyproject.toml constraints.txt ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/easyclaw/bin/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+ && /opt/easyclaw/bin/pip install -c constraints.txt -r requirements.txt
+# The sources last (.dockerignore is an allow-list: only these arrive here); this
+# layer installs the package alone and checks nothing is missing.
+COPY README.md ./
+COPY src/ src/
+COPY api/ api/
+COPY worker/ worker/
+COPY operator/ operator/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/easyclaw/bin/pip install --no-deps -c constraints.txt . \
+ && /opt/easyclaw/bin/pip check
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0

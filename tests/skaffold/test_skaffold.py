@@ -91,6 +91,8 @@ def render_release(
     args += ["--namespace", helm_release["namespace"], "--api-versions", "keda.sh/v1alpha1"]
     for path in helm_release.get("valuesFiles", []):
         args += ["--values", str((generated or {}).get(path, REPO_ROOT / path))]
+    for key, value in helm_release.get("setValues", {}).items():
+        args += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
     for key, template in helm_release.get("setValueTemplates", {}).items():
         value = re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: variables[m.group(1)], str(template))
         args += ["--set", f"{key}={value}"]
@@ -122,12 +124,21 @@ def test_schema_check_catches_mistakes() -> None:
 
 def test_builds_locally_without_pushing_for_kind() -> None:
     assert SKAFFOLD["apiVersion"] == "skaffold/v4beta14"
-    for config in (SKAFFOLD, profile("kind")):
-        assert config["build"]["local"]["push"] is False
-        (artifact,) = config["build"]["artifacts"]
-        assert (REPO_ROOT / artifact["context"] / artifact["docker"]["dockerfile"]).exists()
-    assert profile("kind")["activation"] == [{"kubeContext": "kind-.*"}]
+    assert SKAFFOLD["build"]["local"]["push"] is False
+    (artifact,) = SKAFFOLD["build"]["artifacts"]
+    assert (REPO_ROOT / artifact["context"] / artifact["docker"]["dockerfile"]).exists()
     assert profile("eks")["build"]["local"]["push"] is True
+
+
+def test_every_profile_differs_from_the_default() -> None:
+    """A profile that repeats the default is noise (and drifts from it)."""
+    names = [p["name"] for p in SKAFFOLD["profiles"]]
+    assert len(names) == len(set(names))
+    for found in SKAFFOLD["profiles"]:
+        changed = {
+            key for key in ("build", "deploy") if found.get(key, SKAFFOLD[key]) != SKAFFOLD[key]
+        }
+        assert changed, f"profile {found['name']} changes nothing"
 
 
 def test_kind_deploy_wires_the_built_image_into_every_pod() -> None:
@@ -220,3 +231,96 @@ def test_runbook_names_what_skaffold_deploys() -> None:
     assert f"skaffold/{SKAFFOLD['apiVersion'].split('/')[1]}" in runbook
     assert "kubectl -n easyclaw apply -f examples/easyclawjob.yaml" in runbook
     assert "get ecj -w" in runbook
+
+
+SOURCE_ROOTS = ("src", "api", "worker", "operator")
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """skaffold's sync globs: ``**/`` is any number of directories, ``*`` stays in one."""
+    text = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*")
+    return re.compile(text + "$")
+
+
+def synced_to(relative: str) -> list[str]:
+    """Where skaffold's sync rules put a repository file in the container."""
+    (artifact,) = SKAFFOLD["build"]["artifacts"]
+    destinations = []
+    for rule in artifact["sync"]["manual"]:
+        if glob_regex(rule["src"]).match(relative):
+            stripped = relative.removeprefix(rule.get("strip", ""))
+            destinations.append(f"{rule['dest'].rstrip('/')}/{stripped}")
+    return destinations
+
+
+def test_every_source_file_syncs_into_the_package_directory_of_the_pods() -> None:
+    values = yaml.safe_load((REPO_ROOT / "charts" / "easyclaw" / "values.yaml").read_text())
+    package_dir = values["development"]["packageDir"]
+    sources = [
+        path.relative_to(REPO_ROOT).as_posix()
+        for root in SOURCE_ROOTS
+        for path in (REPO_ROOT / root / "easyclaw").rglob("*")
+        if path.suffix in {".py", ".sql"}
+    ]
+    assert len(sources) > 50
+    for relative in sources:
+        (destination,) = synced_to(relative)
+        package_path = relative.split("/easyclaw/", 1)[1]
+        assert destination == f"{package_dir}/{package_path}", relative
+    # What the image needs rebuilt for is never synced.
+    for relative in ("pyproject.toml", "constraints.txt", "Dockerfile", "README.md"):
+        assert synced_to(relative) == [], relative
+
+
+def test_package_directory_is_where_the_image_installs_the_package() -> None:
+    """The sync destination names the Dockerfile's Python version and venv."""
+    values = yaml.safe_load((REPO_ROOT / "charts" / "easyclaw" / "values.yaml").read_text())
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    version = re.search(r"PYTHON_IMAGE=python:(\d+\.\d+)\.", dockerfile)
+    assert version is not None
+    expected = f"/opt/easyclaw/lib/python{version.group(1)}/site-packages/easyclaw"
+    assert values["development"]["packageDir"] == expected
+
+
+def test_skaffold_dev_runs_the_synced_copy_and_restarts_on_changes() -> None:
+    objects = render_release(release(SKAFFOLD), BUILT)
+    values = yaml.safe_load((REPO_ROOT / "charts" / "easyclaw" / "values.yaml").read_text())
+    package_dir = values["development"]["packageDir"]
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    for name, command in [
+        ("easyclaw-api", "api"),
+        ("easyclaw-worker", "worker"),
+        ("easyclaw-operator", "operator"),
+    ]:
+        spec = deployments[name]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["command"][0] == "watchfiles"
+        assert container["command"][-2:] == [f"easyclaw {command}", package_dir]
+        assert "args" not in container
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts[package_dir] == "source"
+        (init,) = spec["initContainers"]
+        assert init["command"] == ["cp", "-R", f"{package_dir}/.", "/source/"]
+        assert {m["mountPath"]: m["name"] for m in init["volumeMounts"]}["/source"] == "source"
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert "emptyDir" in volumes["source"]
+        # The root filesystem stays read-only: only the copy is writable.
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # The Job and the test pod run the image as built.
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+def test_the_eks_deploy_runs_the_image_as_built(tmp_path: Path) -> None:
+    values = eks_values_from(APP_OUTPUTS, tmp_path)
+    eks = render_release(release(profile("eks")), BUILT, {EKS_VALUES: values})
+    for obj in eks:
+        if obj["kind"] == "Deployment":
+            spec = obj["spec"]["template"]["spec"]
+            assert "initContainers" not in spec
+            assert spec["containers"][0]["args"][0] in {
+                "api",
+                "worker",
+                "operator",
+                "metrics-mirror",
+            }

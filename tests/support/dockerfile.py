@@ -23,8 +23,19 @@ class Stage:
     name: str
     base: str
     runs: list[str] = field(default_factory=list)
+    """The shell command of each RUN, without its ``--mount`` and other flags."""
     env: dict[str, str] = field(default_factory=dict)
     instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_flags(rest: str) -> tuple[list[str], str]:
+    """Split a RUN instruction into its leading ``--flag=value`` words and its command."""
+    flags = []
+    while rest.startswith("--"):
+        flag, _, rest = rest.partition(" ")
+        flags.append(flag)
+        rest = rest.lstrip()
+    return flags, rest
 
 
 def _logical_lines(text: str) -> list[str]:
@@ -74,7 +85,7 @@ def parse(path: Path) -> list[Stage]:
             stage = stages[-1]
             stage.instructions.append((keyword, rest))
             if keyword == "RUN":
-                stage.runs.append(rest)
+                stage.runs.append(run_flags(rest)[1])
             elif keyword == "ENV":
                 stage.env.update(_parse_env(rest))
     return stages
@@ -118,3 +129,9 @@ def copy_build_context(root: Path, target: Path) -> None:
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, destination)
+
+
+def copy_sources(rest: str) -> tuple[list[str], str]:
+    """The sources and the destination of a ``COPY`` from the build context."""
+    words = [word for word in shlex.split(rest) if not word.startswith("--")]
+    return words[:-1], words[-1]

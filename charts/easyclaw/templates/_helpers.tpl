@@ -169,3 +169,46 @@ the data on the PVC was initialised with it.
 {{- randAlphaNum 24 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The container's command. With development.sourceSync (skaffold dev) it runs under
+watchfiles, which restarts it when skaffold syncs a changed source file into the
+package directory; otherwise the image's entrypoint with the command as argument.
+Call with (dict "ctx" $ "command" "api").
+*/}}
+{{- define "easyclaw.command" -}}
+{{- if .ctx.Values.development.sourceSync -}}
+command: ["watchfiles", "--target-type", "command", "--filter", "default", {{ printf "easyclaw %s" .command | quote }}, {{ .ctx.Values.development.packageDir | quote }}]
+{{- else -}}
+args: [{{ .command | quote }}]
+{{- end }}
+{{- end }}
+
+{{/* development.sourceSync: a writable copy of the installed package, where skaffold syncs to. */}}
+{{- define "easyclaw.sourceInitContainers" -}}
+initContainers:
+  - name: copy-source
+    image: {{ include "easyclaw.image" . | quote }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    command: ["cp", "-R", {{ printf "%s/." .Values.development.packageDir | quote }}, "/source/"]
+    securityContext:
+      {{- include "easyclaw.containerSecurityContext" . | nindent 6 }}
+    resources:
+      requests: {cpu: 100m, memory: 64Mi}
+      limits: {cpu: 100m, memory: 64Mi}
+    volumeMounts:
+      - name: source
+        mountPath: /source
+      {{- include "easyclaw.tmpMount" . | nindent 6 }}
+{{- end }}
+
+{{- define "easyclaw.sourceMount" -}}
+- name: source
+  mountPath: {{ .Values.development.packageDir }}
+{{- end }}
+
+{{- define "easyclaw.sourceVolume" -}}
+- name: source
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
