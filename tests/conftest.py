@@ -24,10 +24,10 @@ import psycopg
 import pytest
 
 from easyclaw.cli.local_postgres import LocalPostgres
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.migrations import migrate
-from easyclaw.core.settings import Settings
 from tests.support.api_server import ApiServer, serve_api
 from tests.support.databases import (
     FAST_UNSAFE_SETTINGS,
@@ -147,6 +147,8 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # boto3's own variable, which the state store and worker processes read too
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     name = f"easyclaw-test-{os.getpid()}-{next(_bucket_numbers)}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name

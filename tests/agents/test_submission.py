@@ -18,9 +18,9 @@ from easyclaw.agents.submission import (
     KnownUsers,
     submit_job,
 )
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 from tests.support.settings import make_settings
 
 Conn = psycopg.AsyncConnection[Any]

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import uvloop
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from tests.api.conftest import GUIDE_JOB, assert_error, read, submit
 from tests.support.api_server import ApiServer, serve_api
 from tests.support.settings import make_settings

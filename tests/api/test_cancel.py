@@ -6,9 +6,9 @@ import time
 
 import httpx
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
 from tests.api.conftest import assert_error, read, running_worker, submit
 from tests.support.waiting import wait_for

@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 from tests.support.api_server import ApiServer, api_process, serve_api
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for

@@ -31,8 +31,8 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from easyclaw.api.app import create_app
+from easyclaw.cli.settings import Settings
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 
 from easyclaw.api.auth import Authenticator
 from easyclaw.api.errors import ApiError
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from tests.api.conftest import assert_error, submit
 from tests.support.api_server import ApiServer
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
 from easyclaw.api.app import create_app
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from tests.api.conftest import GUIDE_JOB, assert_error, submit
 from tests.support.api_server import ApiServer, serve_api
 from tests.support.jwks import KID, Jwks, serve_jwks

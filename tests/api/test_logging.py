@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from tests.support.api_server import api_process
 from tests.support.ports import free_port
 from tests.support.settings import make_settings

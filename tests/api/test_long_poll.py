@@ -16,9 +16,9 @@ import psycopg
 
 from easyclaw.api.state import ApiState
 from easyclaw.api.waiters import JobWaiters
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
 from tests.api.conftest import assert_error, read, running_worker, submit
 from tests.support.api_server import ApiServer, serve_api

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from tests.support.ports import free_port
 from tests.support.processes import process_env
 from tests.support.waiting import wait_for

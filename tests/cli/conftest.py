@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
 from tests.support.api_server import ApiServer
 from tests.support.processes import process_env

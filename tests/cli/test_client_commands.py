@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from easyclaw.worker.runner import Worker
 from tests.cli.conftest import USER_ID
 from tests.cli.helpers import run_cli, run_cli_sync

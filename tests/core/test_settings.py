@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 
 import orjson
 import pytest
 from pydantic import ValidationError
 
+from easyclaw.api.settings import ApiProcessSettings, AuthMode
+from easyclaw.cli.settings import Settings
 from easyclaw.core.jsonlog import EventLogger, configure_logging
-from easyclaw.core.settings import AuthMode, Settings
+from easyclaw.metrics_mirror.settings import MirrorProcessSettings
+from easyclaw.operator.settings import OperatorProcessSettings
+from easyclaw.worker.settings import WorkerProcessSettings
 from tests.support.paths import REPO_ROOT
 
 
@@ -22,8 +27,81 @@ def env_name(field: str) -> str:
 def test_every_setting_is_in_the_readme_configuration_table() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     table_rows = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, re.MULTILINE))
-    missing = {env_name(field) for field in Settings.model_fields} - table_rows
-    assert not missing, f"document these in the README's configuration table: {sorted(missing)}"
+    documented = {row for row in table_rows if row.startswith("EASYCLAW_") or row == "DATABASE_URL"}
+    settings = {env_name(field) for field in Settings.model_fields}
+    assert not settings - documented, (
+        f"document these in the README: {sorted(settings - documented)}"
+    )
+    assert not documented - settings, f"no such settings, drop: {sorted(documented - settings)}"
+
+
+PROCESS_SETTINGS = {
+    "api": ApiProcessSettings,
+    "worker": WorkerProcessSettings,
+    "operator": OperatorProcessSettings,
+    "metrics-mirror": MirrorProcessSettings,
+}
+
+
+@pytest.mark.parametrize("process", sorted(PROCESS_SETTINGS))
+def test_each_process_validates_only_the_concerns_it_reads(
+    process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kind = PROCESS_SETTINGS[process]
+    others = [other for other in PROCESS_SETTINGS.values() if other is not kind]
+    # A variable only another process reads, set to nonsense, does not stop this one.
+    foreign = {
+        "worker": ("EASYCLAW_WORKER_CONCURRENCY", "many"),
+        "api": ("EASYCLAW_API_PORT", "eighty"),
+        "operator": ("EASYCLAW_OPERATOR_RESYNC_SECONDS", "-1"),
+        "metrics-mirror": ("EASYCLAW_METRICS_DIMENSIONS", "not-a-pair"),
+    }
+    for name, (variable, value) in foreign.items():
+        if name != process:
+            monkeypatch.setenv(variable, value)
+    kind()  # reads fine
+    own_variable, own_value = foreign[process]
+    monkeypatch.setenv(own_variable, own_value)
+    with pytest.raises(ValidationError):
+        kind()
+    assert all(not issubclass(kind, other) for other in others)
+
+
+def test_the_whole_system_settings_include_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EASYCLAW_WORKER_CONCURRENCY", "many")
+    with pytest.raises(ValidationError, match="worker_concurrency"):
+        Settings()  # `easyclaw up` runs every process, so it checks every concern
+    assert all(issubclass(Settings, kind) for kind in PROCESS_SETTINGS.values())
+
+
+def test_command_flags_are_passed_to_the_settings_not_written_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from easyclaw.cli.main import _settings
+
+    monkeypatch.setenv("EASYCLAW_WORKER_CONCURRENCY", "3")
+    monkeypatch.delenv("EASYCLAW_WORKER_CLAIM_BATCH_SIZE", raising=False)
+    settings = _settings(WorkerProcessSettings, worker_concurrency=9, worker_claim_batch_size=None)
+    assert settings.worker_concurrency == 9  # the flag wins
+    assert settings.worker_claim_batch_size == 64  # no flag: the environment / default
+    assert os.environ["EASYCLAW_WORKER_CONCURRENCY"] == "3"  # and the environment is untouched
+
+
+def test_csv_lists_are_one_annotated_type() -> None:
+    lists = {
+        name
+        for kind in (Settings,)
+        for name, field in kind.model_fields.items()
+        if field.annotation == list[str]
+    }
+    assert lists == {
+        "jwt_algorithms",
+        "job_type_modules",
+        "worker_job_types",
+        "operator_namespaces",
+    }
+    for name in lists:
+        assert Settings(**{name: " A ,B,, C"}).model_dump()[name] == ["A", "B", "C"]
 
 
 def test_reads_prefixed_variables_and_comma_separated_lists(

@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import io
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -31,11 +32,11 @@ import pytest
 from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncConn
 from easyclaw.core.jsonlog import configure_logging
 from easyclaw.core.models import JobStatus, Outcome, QueueStats
-from easyclaw.core.settings import Settings
 from easyclaw.metrics_mirror.mirror import (
     MetricsMirror,
     MirrorHealthServer,
@@ -213,11 +214,29 @@ def read_back(url: str, metric: str, cluster: str) -> list[float]:
     return [point["Maximum"] for point in answer["Datapoints"]]
 
 
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_CLOUDWATCH"
+
+
+@pytest.fixture(autouse=True)
+def restore_endpoint_variable() -> Iterator[None]:
+    """mirror_settings points boto3 at a test endpoint; put the variable back after."""
+    saved = os.environ.get(ENDPOINT_VARIABLE)
+    yield
+    if saved is None:
+        os.environ.pop(ENDPOINT_VARIABLE, None)
+    else:
+        os.environ[ENDPOINT_VARIABLE] = saved
+
+
 def mirror_settings(database_url: str, endpoint: str, **overrides: Any) -> tuple[Settings, str]:
-    """Settings for a mirror with dimensions of its own, so tests never read each other's data."""
+    """Settings for a mirror with dimensions of its own, so tests never read each other's data.
+
+    The endpoint is boto3's own variable (the mirror has no setting for it);
+    child processes inherit it through process_env.
+    """
+    os.environ[ENDPOINT_VARIABLE] = endpoint
     cluster = f"test-{uuid.uuid4().hex[:8]}"
     values: dict[str, Any] = {
-        "cloudwatch_endpoint_url": endpoint,
         "metrics_mirror_interval_seconds": 0.2,
         "metrics_dimensions": f"Cluster={cluster},Environment=test",
     }

@@ -22,8 +22,8 @@ import pytest
 from kmock import KubernetesEmulator, RawHandler, ResourceInfo
 from pydantic import BaseModel
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry, load_registry
-from easyclaw.core.settings import Settings
 from easyclaw.operator.main import run_operator
 from easyclaw.operator.resource import GROUP, KIND, PLURAL, VERSION
 from tests.support.settings import make_settings

@@ -15,7 +15,7 @@ import yaml
 from kmock import KubernetesEmulator
 
 from easyclaw.cli.main import main
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from easyclaw.operator.resource import GROUP, KIND, VERSION
 from tests.operator.conftest import COLLECTION, NAMESPACE, OperatorUnderTest
 from tests.support.ports import free_port

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from tests.api.conftest import GUIDE_JOB, assert_error, submit
 from tests.operator.conftest import NAMESPACE, OperatorUnderTest, job_rows
 from tests.support.api_server import serve_api

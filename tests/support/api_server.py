@@ -19,8 +19,8 @@ import uvicorn
 
 from easyclaw.api.app import create_app
 from easyclaw.api.server import server_config
+from easyclaw.cli.settings import Settings
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 from tests.support.ports import free_port
 from tests.support.processes import process_env
 

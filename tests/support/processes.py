@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 from tests.support.paths import REPO_ROOT
 
 

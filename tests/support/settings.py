@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 
 TEST_JOB_TYPES = "tests.support.jobtypes"
 

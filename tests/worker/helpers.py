@@ -18,11 +18,11 @@ import orjson
 import psycopg
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.models import Job, JobStatus
-from easyclaw.core.settings import Settings
 from easyclaw.worker.runner import Worker
 from tests.support.waiting import wait_for
 

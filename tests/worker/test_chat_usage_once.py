@@ -12,9 +12,9 @@ from decimal import Decimal
 
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core import queue
 from easyclaw.core.models import JobStatus
-from easyclaw.core.settings import Settings
 from tests.support.openai_server import (
     COMPLETION_TOKENS,
     PROMPT_TOKENS_PER_MESSAGE,

@@ -12,10 +12,10 @@ from datetime import timedelta
 
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import JobStatus
-from easyclaw.core.settings import Settings
 from tests.support.settings import make_settings
 from tests.worker.helpers import (
     USER,

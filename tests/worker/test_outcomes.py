@@ -12,9 +12,9 @@ from datetime import datetime
 
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import Job, JobStatus
-from easyclaw.core.settings import Settings
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 from tests.worker.helpers import Conn, enqueue, events, get, running_worker, wait_status

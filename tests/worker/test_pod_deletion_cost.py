@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import JobStatus
-from easyclaw.core.settings import Settings
 from easyclaw.worker.main import pod_deletion_cost
 from easyclaw.worker.pod_deletion_cost import (
     ANNOTATION,

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from easyclaw.cli.local_postgres import LocalPostgres
+from easyclaw.cli.settings import Settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.migrations import migrate
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
-from easyclaw.core.settings import Settings
 from easyclaw.worker.completions import CompletionRecorder, FinishedAttempt, Recorded
 from tests.support.databases import drop_database
 from tests.support.jobtypes import POISON_RESULT

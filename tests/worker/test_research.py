@@ -12,10 +12,10 @@ import pytest
 from easyclaw.agents.jobtypes.research import RESEARCH
 from easyclaw.agents.llm.echo import ECHO_LABEL
 from easyclaw.agents.state.archive import unpack
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import InvalidPayloadError, JobTypeRegistry
 from easyclaw.core.models import JobStatus
-from easyclaw.core.settings import Settings
 from tests.support.openai_server import MODEL, openai_compatible_server
 from tests.support.settings import make_settings
 from tests.support.web_pages import ARTICLE_HTML, WebServer

@@ -19,10 +19,10 @@ from uuid import UUID
 import pytest
 
 from easyclaw.agents.submission import JobRequest, KnownUsers, submit_job
+from easyclaw.cli.settings import Settings
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.models import Job
-from easyclaw.core.settings import Settings
 from tests.support.jobtypes import TURN_RUNS_TABLE
 from tests.support.processes import WorkerProcesses
 from tests.support.waiting import wait_for

@@ -15,10 +15,10 @@ import pytest
 
 from easyclaw.agents.state import state_store_from_settings
 from easyclaw.agents.state.archive import unpack
+from easyclaw.cli.settings import Settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import JobStatus
-from easyclaw.core.settings import Settings
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 from tests.worker.helpers import USER, enqueue, events, fetch_all, running_worker, wait_status
@@ -33,7 +33,6 @@ def settings(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) 
         backend = {
             "state_backend": "s3",
             "state_s3_bucket": request.getfixturevalue("s3_bucket"),
-            "s3_endpoint_url": request.getfixturevalue("s3_endpoint"),
         }
     return make_settings(
         database_url, workspace_dir=tmp_path / "workspaces", worker_concurrency=4, **backend

@@ -8,8 +8,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from easyclaw.cli.settings import Settings
 from easyclaw.core.models import JobStatus
-from easyclaw.core.settings import Settings
 from tests.support.processes import WorkerProcesses
 from tests.support.settings import make_settings
 from tests.worker.helpers import USER, Conn, enqueue, fetch_all, wait_status
@@ -24,7 +24,6 @@ def settings(database_url: str, s3_endpoint: str, s3_bucket: str, tmp_path: Path
         state_backend="s3",
         state_s3_bucket=s3_bucket,
         state_s3_prefix="tenant-a/",
-        s3_endpoint_url=s3_endpoint,
         workspace_dir=tmp_path / "workspaces",
     )
 
@@ -44,7 +43,7 @@ async def test_a_worker_process_stores_each_version_in_s3(
     )
     keys = [key for (key,) in rows]
     assert [key.split("/")[:2] for key in keys] == [["tenant-a", USER]] * 2
-    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    s3 = boto3.client("s3")
     bucket = settings.state_s3_bucket
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="tenant-a/")
     assert sorted(item["Key"] for item in listed["Contents"]) == keys

@@ -17,18 +17,18 @@ from easyclaw.api.metrics import MetricsServer
 from easyclaw.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from easyclaw.api.readiness import Readiness
 from easyclaw.api.routes import health, jobs, stats
+from easyclaw.api.settings import ApiProcessSettings
 from easyclaw.api.state import ApiState
 from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.jsonlog import write_repeat_counts
-from easyclaw.core.settings import Settings
 
 
 def create_app(
-    settings: Settings | None = None, registry: JobTypeRegistry | None = None
+    settings: ApiProcessSettings | None = None, registry: JobTypeRegistry | None = None
 ) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or ApiProcessSettings()
     registry = registry or load_registry(settings)
     http = httpx.AsyncClient()
     # One pool per process. Checking a connection on checkout costs one round

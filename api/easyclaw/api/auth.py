@@ -16,8 +16,8 @@ import httpx
 import jwt
 
 from easyclaw.api.errors import ApiError
+from easyclaw.api.settings import ApiSettings, AuthMode
 from easyclaw.core.ids import is_user_id
-from easyclaw.core.settings import AuthMode, Settings
 
 JWKS_CACHE_SECONDS = 300.0
 JWKS_MIN_REFRESH_SECONDS = 5.0
@@ -72,7 +72,7 @@ class JwksCache:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: ApiSettings, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.mode = settings.auth_mode
         self._jwks: JwksCache | None = None

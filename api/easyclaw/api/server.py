@@ -40,10 +40,10 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
 from easyclaw.api.app import create_app
+from easyclaw.api.settings import ApiProcessSettings
 from easyclaw.core.db import check_database
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.process import tune_garbage_collector
-from easyclaw.core.settings import Settings
 
 log = EventLogger("easyclaw.api")
 
@@ -65,7 +65,7 @@ class ConnectionLimits:
     max_connections: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+    def from_settings(cls, settings: ApiProcessSettings) -> ConnectionLimits:
         return cls(
             max_header_bytes=settings.api_max_header_bytes,
             header_timeout_seconds=settings.api_header_timeout_seconds,
@@ -259,7 +259,7 @@ def usable_connection_limit(wanted: int) -> int:
     return max(1, soft - RESERVED_FILE_DESCRIPTORS)
 
 
-def server_config(settings: Settings, app: Any, **overrides: Any) -> ServerConfig:
+def server_config(settings: ApiProcessSettings, app: Any, **overrides: Any) -> ServerConfig:
     """The uvicorn configuration of the API; ``app`` is the app or its factory path."""
     limits = ConnectionLimits.from_settings(settings)
     usable = usable_connection_limit(limits.max_connections)
@@ -292,10 +292,10 @@ def server_config(settings: Settings, app: Any, **overrides: Any) -> ServerConfi
     return ServerConfig(app, limits=limits, **options)
 
 
-def main(settings: Settings | None = None, *, workers: int = 1) -> None:
+def main(settings: ApiProcessSettings | None = None, *, workers: int = 1) -> None:
     """Serve until SIGTERM/SIGINT. With several workers, each process builds its
     app (and its own pool) from the environment."""
-    settings = settings or Settings()
+    settings = settings or ApiProcessSettings()
     configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     # A DATABASE_URL that cannot work stops the API here, before it serves
     # (an unreachable server does not: /readyz says so until it is back).

@@ -9,15 +9,15 @@ import httpx
 from easyclaw.agents.submission import KnownUsers
 from easyclaw.api.auth import Authenticator
 from easyclaw.api.readiness import Readiness
+from easyclaw.api.settings import ApiProcessSettings
 from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
-from easyclaw.core.settings import Settings
 
 
 @dataclass(kw_only=True)
 class ApiState:
-    settings: Settings
+    settings: ApiProcessSettings
     registry: JobTypeRegistry
     pool: AsyncPool
     waiters: JobWaiters

@@ -18,13 +18,13 @@ import itertools
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from easyclaw.api.settings import ApiProcessSettings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool, is_unavailable, pooled
 from easyclaw.core.errors import DatabaseUnavailableError
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import Job
 from easyclaw.core.notifications import JOB_EVENTS, Listener
-from easyclaw.core.settings import Settings
 
 log = EventLogger("easyclaw.api")
 
@@ -48,7 +48,7 @@ class JobWaiters:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ApiProcessSettings,
         pool: AsyncPool,
         *,
         batch_size: int = READ_BATCH_SIZE,

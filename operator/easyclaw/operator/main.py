@@ -9,14 +9,15 @@ import kopf
 from easyclaw.core.db import check_database
 from easyclaw.core.jobtypes import JobTypeRegistry
 from easyclaw.core.jsonlog import EventLogger, configure_logging
-from easyclaw.core.settings import Settings, SettingsError
+from easyclaw.core.settings import SettingsError
 from easyclaw.operator.kopf_app import REGISTRY, operator_settings
 from easyclaw.operator.runtime import operator_runtime
+from easyclaw.operator.settings import OperatorProcessSettings
 
 log = EventLogger("easyclaw.operator")
 
 
-def check_settings(settings: Settings) -> None:
+def check_settings(settings: OperatorProcessSettings) -> None:
     """Refuse to start without what the operator cannot guess."""
     if not settings.operator_namespaces:
         raise SettingsError(
@@ -27,7 +28,7 @@ def check_settings(settings: Settings) -> None:
 
 
 async def run_operator(
-    settings: Settings,
+    settings: OperatorProcessSettings,
     *,
     registry: JobTypeRegistry | None = None,
     connection: kopf.ConnectionInfo | None = None,
@@ -61,7 +62,7 @@ async def run_operator(
         log.info("operator.stopped")
 
 
-def main(settings: Settings) -> int:
+def main(settings: OperatorProcessSettings) -> int:
     check_settings(settings)
     configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     asyncio.run(run_operator(settings))

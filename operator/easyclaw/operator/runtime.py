@@ -14,16 +14,16 @@ from easyclaw.agents.submission import KnownUsers
 from easyclaw.core.db import AsyncPool, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.notifications import JOB_EVENTS, Listener
-from easyclaw.core.settings import Settings
 from easyclaw.operator.job_events import JobEventHub
 from easyclaw.operator.kube import KubeClient
+from easyclaw.operator.settings import OperatorProcessSettings
 
 APPLICATION_NAME = "easyclaw-operator"
 
 
 @dataclass(kw_only=True)
 class OperatorRuntime:
-    settings: Settings
+    settings: OperatorProcessSettings
     registry: JobTypeRegistry
     pool: AsyncPool
     hub: JobEventHub
@@ -37,7 +37,7 @@ class OperatorRuntime:
 
 @contextlib.asynccontextmanager
 async def operator_runtime(
-    settings: Settings,
+    settings: OperatorProcessSettings,
     *,
     registry: JobTypeRegistry | None = None,
     connection: kopf.ConnectionInfo | None = None,

@@ -37,13 +37,13 @@ from easyclaw.agents.conversations import (
     create_conversation,
     user_has_conversation,
 )
+from easyclaw.agents.settings import AgentSettings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncConn, AsyncPool, pooled
 from easyclaw.core.ids import uuid7
 from easyclaw.core.jobtypes import JobType, JobTypeRegistry
 from easyclaw.core.models import Job
 from easyclaw.core.scheduling import MAX_CONCURRENCY_LIMIT, is_concurrency_key
-from easyclaw.core.settings import Settings
 
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
@@ -128,7 +128,7 @@ async def submit_job(
     request: JobRequest,
     *,
     registry: JobTypeRegistry,
-    settings: Settings,
+    settings: AgentSettings,
     users: KnownUsers,
 ) -> queue.Enqueued:
     """Validate the request, apply the user and billing rules, and enqueue the job.

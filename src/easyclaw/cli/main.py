@@ -10,74 +10,78 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
 from easyclaw.cli.client import ApiCallError, ClientSettings, EasyClawClient
 
+if TYPE_CHECKING:
+    from easyclaw.core.settings import DatabaseSettings
 
-def _settings() -> Any:
+_S = TypeVar("_S", bound="DatabaseSettings")
+
+
+def _settings(kind: type[_S], **flags: Any) -> _S:
+    """The settings this command's process reads; flags given win over the environment.
+
+    Each process reads only its own concerns, so a bad variable of another
+    component cannot stop it. Database URL passwords are hidden from every log.
+    """
     from easyclaw.core.database_url import password_fragments
     from easyclaw.core.jsonlog import hide_in_logs
-    from easyclaw.core.settings import Settings
 
-    settings = Settings()
+    settings = kind(**{name: value for name, value in flags.items() if value is not None})
     if settings.database_url is not None:
         hide_in_logs(*password_fragments(settings.database_url.get_secret_value()))
     return settings
 
 
-def _apply_overrides(**overrides: Any) -> None:
-    """Flags win over the environment: set them as the variables the settings read."""
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[f"EASYCLAW_{name.upper()}"] = str(value)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
+    from easyclaw.cli.settings import Settings
     from easyclaw.cli.up import run_up
     from easyclaw.core.jsonlog import configure_logging
 
-    _apply_overrides(local_workers=args.workers, api_port=args.port)
-    settings = _settings()
+    settings = _settings(Settings, local_workers=args.workers, api_port=args.port)
     configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     return run_up(settings)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     from easyclaw.api.server import main as serve
+    from easyclaw.api.settings import ApiProcessSettings
 
-    _apply_overrides(api_host=args.host, api_port=args.port)
-    serve(_settings(), workers=args.workers)
+    serve(
+        _settings(ApiProcessSettings, api_host=args.host, api_port=args.port),
+        workers=args.workers,
+    )
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from easyclaw.worker.main import main as work
+    from easyclaw.worker.settings import WorkerProcessSettings
 
-    _apply_overrides(worker_concurrency=args.concurrency)
-    work(_settings())
+    work(_settings(WorkerProcessSettings, worker_concurrency=args.concurrency))
     return 0
 
 
 def cmd_metrics_mirror(args: argparse.Namespace) -> int:
     from easyclaw.metrics_mirror.mirror import main as mirror
+    from easyclaw.metrics_mirror.settings import MirrorProcessSettings
 
-    _apply_overrides(metrics_mirror_interval_seconds=args.interval)
-    mirror(_settings())
+    mirror(_settings(MirrorProcessSettings, metrics_mirror_interval_seconds=args.interval))
     return 0
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
     from easyclaw.operator.main import main as operate
+    from easyclaw.operator.settings import OperatorProcessSettings
 
-    _apply_overrides(operator_namespaces=args.namespaces)
-    return operate(_settings())
+    return operate(_settings(OperatorProcessSettings, operator_namespaces=args.namespaces))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -86,7 +90,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.print_sql:
         sys.stdout.write(schema_sql())
         return 0
-    settings = _settings()
+    from easyclaw.core.settings import DatabaseSettings
+
+    settings = _settings(DatabaseSettings)
     applied = asyncio.run(migrate(settings.require_database_url()))
     if applied:
         for migration in applied:

@@ -21,9 +21,9 @@ from types import FrameType
 import httpx
 
 from easyclaw.cli.local_postgres import LocalPostgres
+from easyclaw.cli.settings import Settings
 from easyclaw.core.jsonlog import EventLogger, redact
 from easyclaw.core.migrations import migrate
-from easyclaw.core.settings import Settings
 
 log = EventLogger("easyclaw.up")
 

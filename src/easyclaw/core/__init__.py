@@ -12,11 +12,12 @@ from easyclaw.core.errors import (
 )
 from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry
 from easyclaw.core.models import ClaimedJob, Job, JobStatus, Outcome, QueueStats, TransactionType
-from easyclaw.core.settings import Settings, get_settings
+from easyclaw.core.settings import EngineSettings
 
 __all__ = [
     "ClaimedJob",
     "DatabaseUnavailableError",
+    "EngineSettings",
     "Job",
     "JobContext",
     "JobError",
@@ -28,7 +29,5 @@ __all__ = [
     "PermanentJobError",
     "QueueStats",
     "RetryableJobError",
-    "Settings",
     "TransactionType",
-    "get_settings",
 ]

@@ -16,7 +16,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from easyclaw.core import database_url
 from easyclaw.core.errors import DatabaseUnavailableError
 from easyclaw.core.jsonlog import EventLogger
-from easyclaw.core.settings import Settings
+from easyclaw.core.settings import DatabaseSettings
 
 log = EventLogger("easyclaw.db")
 
@@ -41,7 +41,7 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def connection_kwargs(settings: Settings, application_name: str) -> dict[str, Any]:
+def connection_kwargs(settings: DatabaseSettings, application_name: str) -> dict[str, Any]:
     """Keyword arguments for every connection EasyClaw opens."""
     options = []
     if settings.db_statement_timeout_ms:
@@ -70,7 +70,7 @@ def connection_kwargs(settings: Settings, application_name: str) -> dict[str, An
 
 
 def create_pool(
-    settings: Settings,
+    settings: DatabaseSettings,
     *,
     application_name: str,
     min_size: int | None = None,
@@ -100,14 +100,14 @@ def create_pool(
     )
 
 
-async def connect(settings: Settings, *, application_name: str) -> AsyncConn:
+async def connect(settings: DatabaseSettings, *, application_name: str) -> AsyncConn:
     """A single connection outside the pool (listeners, migrations, scripts)."""
     return await psycopg.AsyncConnection.connect(
         settings.require_database_url(), **connection_kwargs(settings, application_name)
     )
 
 
-async def check_database(settings: Settings, *, application_name: str) -> bool:
+async def check_database(settings: DatabaseSettings, *, application_name: str) -> bool:
     """At start, connect once: a DATABASE_URL that cannot work (malformed, bad option,
     wrong password, unknown database) raises DatabaseConfigError, so the process
     stops naming the cause; an unreachable server returns False (the caller's

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from easyclaw.core.db import connect
 from easyclaw.core.jsonlog import EventLogger
-from easyclaw.core.settings import Settings
+from easyclaw.core.settings import DatabaseSettings
 
 JOBS_READY = "easyclaw_jobs_ready"
 CANCEL = "easyclaw_cancel"
@@ -35,7 +35,7 @@ log = EventLogger("easyclaw.notifications")
 class Listener:
     def __init__(
         self,
-        settings: Settings,
+        settings: DatabaseSettings,
         handlers: Mapping[str, Callable[[str], None]],
         *,
         application_name: str,

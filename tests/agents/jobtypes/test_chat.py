@@ -16,10 +16,10 @@ import pytest
 from easyclaw.agents.llm import chat_provider_from_settings
 from easyclaw.agents.llm.metrics import MeteredProvider
 from easyclaw.agents.llm.openai import OpenAIProvider
+from easyclaw.cli.settings import Settings
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.models import Job, JobStatus
-from easyclaw.core.settings import Settings
 from tests.support.openai_server import (
     COMPLETION_TOKENS,
     MODEL,

@@ -18,7 +18,8 @@ from easyclaw.agents.llm.echo import EchoProvider
 from easyclaw.agents.llm.metrics import MeteredProvider
 from easyclaw.agents.llm.openai import OpenAIProvider
 from easyclaw.agents.llm.prices import cost_of, price_for
-from easyclaw.core.settings import ModelPrice, Settings
+from easyclaw.agents.settings import ModelPrice
+from easyclaw.cli.settings import Settings
 
 
 def unwrapped(settings: Settings) -> ChatProvider:

@@ -18,7 +18,7 @@ from easyclaw.agents.state import (
 )
 from easyclaw.agents.state.local import LocalStateStore
 from easyclaw.agents.state.s3 import S3StateStore
-from easyclaw.core.settings import Settings
+from easyclaw.cli.settings import Settings
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -26,9 +26,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
     if request.param == "local":
         settings = Settings(state_backend="local", state_local_dir=tmp_path / "state")
     else:
-        endpoint = request.getfixturevalue("s3_endpoint")
-        bucket = request.getfixturevalue("s3_bucket")
-        settings = Settings(state_backend="s3", state_s3_bucket=bucket, s3_endpoint_url=endpoint)
+        bucket = request.getfixturevalue("s3_bucket")  # sets AWS_ENDPOINT_URL_S3 to moto
+        settings = Settings(state_backend="s3", state_s3_bucket=bucket)
     return state_store_from_settings(settings)
 
 

@@ -64,7 +64,7 @@ from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.models import QueueStats
 from easyclaw.core.probe_server import ProbeServer, Response
 from easyclaw.core.queries import query
-from easyclaw.core.settings import Settings
+from easyclaw.metrics_mirror.settings import MirrorProcessSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -115,7 +115,7 @@ def metric_data(
     ]
 
 
-def cloudwatch_client(settings: Settings) -> CloudWatchClient | None:
+def cloudwatch_client(settings: MirrorProcessSettings) -> CloudWatchClient | None:
     """A CloudWatch client from the environment's region and credentials; None without a region.
 
     botocore's own retries are off: the mirror does its own backoff, so one
@@ -127,7 +127,6 @@ def cloudwatch_client(settings: Settings) -> CloudWatchClient | None:
         return None
     return boto3.session.Session(region_name=region).client(
         "cloudwatch",
-        endpoint_url=settings.cloudwatch_endpoint_url,
         config=Config(
             retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=5,
@@ -147,7 +146,7 @@ class MetricsMirror:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: MirrorProcessSettings,
         client: CloudWatchClient | None,
         *,
         backoff_base_seconds: float = 1.0,
@@ -323,7 +322,7 @@ class MirrorHealthServer(ProbeServer):
         return ("503 Service Unavailable" if stale else "200 OK"), "application/json", body
 
 
-async def run_metrics_mirror(settings: Settings) -> None:
+async def run_metrics_mirror(settings: MirrorProcessSettings) -> None:
     """Run the mirror (and its /healthz) until SIGTERM or SIGINT."""
     await check_database(settings, application_name="easyclaw-metrics-mirror")
     mirror = MetricsMirror(settings, cloudwatch_client(settings))
@@ -342,7 +341,7 @@ async def run_metrics_mirror(settings: Settings) -> None:
             await health.close()
 
 
-def main(settings: Settings | None = None) -> None:
-    settings = settings or Settings()
+def main(settings: MirrorProcessSettings | None = None) -> None:
+    settings = settings or MirrorProcessSettings()
     configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     asyncio.run(run_metrics_mirror(settings))

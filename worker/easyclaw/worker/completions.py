@@ -21,8 +21,8 @@ from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
 from easyclaw.core.jobtypes import Effect, JobType
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
-from easyclaw.core.settings import Settings
 from easyclaw.worker.execution import describe, failure_outcome
+from easyclaw.worker.settings import WorkerProcessSettings
 
 log = EventLogger("easyclaw.worker")
 
@@ -48,7 +48,7 @@ class CompletionRecorder:
         pool: AsyncPool,
         *,
         worker_id: str,
-        settings: Settings,
+        settings: WorkerProcessSettings,
         on_recorded: Callable[[Recorded], None],
         max_batch: int = 500,
     ) -> None:

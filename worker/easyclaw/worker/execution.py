@@ -14,12 +14,12 @@ from easyclaw.core.errors import JobTimeoutError, PermanentJobError, RetryableJo
 from easyclaw.core.jobtypes import InvalidPayloadError, JobContext, JobType
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.queue import retry_delay
-from easyclaw.core.settings import Settings
+from easyclaw.core.settings import JobSettings
 
 MAX_ERROR_LENGTH = 2000
 
 
-def attempt_timeout(job: ClaimedJob, job_type: JobType, settings: Settings) -> float:
+def attempt_timeout(job: ClaimedJob, job_type: JobType, settings: JobSettings) -> float:
     """The job's own timeout, else its type's, else the setting."""
     return job.timeout_seconds or job_type.timeout_seconds or settings.job_default_timeout_seconds
 
@@ -42,7 +42,7 @@ def describe(error: BaseException) -> str:
 
 
 def failure_outcome(
-    job: ClaimedJob, job_type: JobType, error: BaseException, settings: Settings
+    job: ClaimedJob, job_type: JobType, error: BaseException, settings: JobSettings
 ) -> Outcome:
     """Retry later (PENDING) if the error is transient and attempts remain, else FAILED."""
     message = describe(error)

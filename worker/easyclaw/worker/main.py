@@ -10,15 +10,15 @@ from easyclaw.core.db import check_database, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.process import tune_garbage_collector
-from easyclaw.core.settings import Settings
 from easyclaw.worker.health import HealthServer
 from easyclaw.worker.pod_deletion_cost import KubernetesTarget, NotInCluster, PodDeletionCost
 from easyclaw.worker.runner import Worker
+from easyclaw.worker.settings import WorkerProcessSettings
 
 log = EventLogger("easyclaw.worker")
 
 
-def pod_deletion_cost(settings: Settings) -> PodDeletionCost | None:
+def pod_deletion_cost(settings: WorkerProcessSettings) -> PodDeletionCost | None:
     """The deletion-cost updater if enabled and on Kubernetes; a warning otherwise."""
     if not settings.worker_pod_deletion_cost:
         return None
@@ -29,12 +29,14 @@ def pod_deletion_cost(settings: Settings) -> PodDeletionCost | None:
         return None
 
 
-def worker_pool_size(settings: Settings) -> int:
+def worker_pool_size(settings: WorkerProcessSettings) -> int:
     """Claim loop, recorder, heartbeat and maintenance each need one; handlers share the rest."""
     return max(4, min(settings.db_pool_max_size, settings.worker_concurrency + 4))
 
 
-async def run_worker(settings: Settings, registry: JobTypeRegistry | None = None) -> None:
+async def run_worker(
+    settings: WorkerProcessSettings, registry: JobTypeRegistry | None = None
+) -> None:
     registry = registry or load_registry(settings)
     await check_database(settings, application_name="easyclaw-worker")
     pool = create_pool(
@@ -73,8 +75,8 @@ async def run_worker(settings: Settings, registry: JobTypeRegistry | None = None
         await pool.close()
 
 
-def main(settings: Settings | None = None) -> None:
-    settings = settings or Settings()
+def main(settings: WorkerProcessSettings | None = None) -> None:
+    settings = settings or WorkerProcessSettings()
     configure_logging(settings.log_level, repeat_window_seconds=settings.log_repeat_window_seconds)
     tune_garbage_collector()
     try:

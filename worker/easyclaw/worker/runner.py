@@ -36,10 +36,10 @@ from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry, Process
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.notifications import CANCEL, JOBS_READY, Listener
-from easyclaw.core.settings import Settings
 from easyclaw.worker import metrics
 from easyclaw.worker.completions import CompletionRecorder, FinishedAttempt, Recorded
 from easyclaw.worker.execution import run_attempt
+from easyclaw.worker.settings import WorkerProcessSettings
 
 log = EventLogger("easyclaw.worker")
 
@@ -71,7 +71,7 @@ class RunningAttempt:
 class Worker:
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerProcessSettings,
         registry: JobTypeRegistry,
         pool: AsyncPool,
         *,

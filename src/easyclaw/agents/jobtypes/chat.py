@@ -23,6 +23,7 @@ from easyclaw.agents.conversations import (
 )
 from easyclaw.agents.llm import ChatMessage, chat_provider_from_settings
 from easyclaw.agents.llm.prices import cost_of, price_for
+from easyclaw.agents.settings import agent_settings
 from easyclaw.core.db import AsyncConn, pooled
 from easyclaw.core.errors import PermanentJobError
 from easyclaw.core.jobtypes import JobContext, JobType
@@ -38,7 +39,7 @@ class ChatPayload(BaseModel):
 
 async def run_chat(ctx: JobContext) -> dict[str, Any]:
     payload = ChatPayload.model_validate(ctx.payload)
-    settings = ctx.settings
+    settings = agent_settings(ctx.settings)
     job = ctx.job
     provider = ctx.resources.get(chat_provider_from_settings)
     is_new = job.conversation_id is None

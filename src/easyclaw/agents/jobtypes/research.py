@@ -28,6 +28,7 @@ from easyclaw.agents.jobtypes.research_fetch import FetchedPage, fetch_page
 from easyclaw.agents.jobtypes.research_search import search
 from easyclaw.agents.llm import ChatMessage, chat_provider_from_settings
 from easyclaw.agents.llm.prices import cost_of, price_for
+from easyclaw.agents.settings import agent_settings
 from easyclaw.core.db import AsyncConn
 from easyclaw.core.jobtypes import JobContext, JobType
 
@@ -78,7 +79,7 @@ async def run_research(ctx: JobContext) -> dict[str, Any]:
 
 
 async def research_url(ctx: JobContext, url: str) -> dict[str, Any]:
-    settings = ctx.settings
+    settings = agent_settings(ctx.settings)
     page = await fetch_page(
         url,
         allow_private=settings.research_allow_private_addresses,
@@ -112,7 +113,7 @@ async def research_url(ctx: JobContext, url: str) -> dict[str, Any]:
 
 
 async def research_query(ctx: JobContext, query: str, limit: int) -> dict[str, Any]:
-    hits = await search(query, limit=limit, settings=ctx.settings)
+    hits = await search(query, limit=limit, settings=agent_settings(ctx.settings))
     found = [hit.model_dump() for hit in hits]
     saved_as = await _save(ctx, ".json", orjson.dumps({"query": query, "results": found}))
     return {"query": query, "results": found, "savedAs": saved_as}
@@ -124,9 +125,9 @@ async def summarise(ctx: JobContext, content: PageText) -> dict[str, Any]:
     reply = await provider.complete(
         system=SUMMARY_PROMPT,
         messages=[ChatMessage("user", page)],
-        max_tokens=ctx.settings.chat_max_tokens,
+        max_tokens=agent_settings(ctx.settings).chat_max_tokens,
     )
-    settings, job = ctx.settings, ctx.job
+    settings, job = agent_settings(ctx.settings), ctx.job
     price = price_for(settings.model_prices, reply.model, settings.chat_model)
     cost = cost_of(price, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out)
     usage = {"model": reply.model, "tokensIn": reply.tokens_in, "tokensOut": reply.tokens_out}

@@ -3,7 +3,7 @@
 A search provider is an async function named by
 ``EASYCLAW_RESEARCH_SEARCH_PROVIDER=package.module:function``::
 
-    async def search(query: str, *, limit: int, settings: Settings) -> list[dict]:
+    async def search(query: str, *, limit: int, settings: ResearchSettings) -> list[dict]:
         return [{"title": "...", "url": "https://...", "snippet": "..."}]
 
 It raises RetryableJobError for transient failures (throttling, timeouts)
@@ -18,8 +18,8 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from easyclaw.agents.settings import ResearchSettings
 from easyclaw.core.errors import PermanentJobError
-from easyclaw.core.settings import Settings
 
 SearchProvider = Callable[..., Awaitable[Sequence[Any]]]
 
@@ -36,7 +36,7 @@ class SearchNotConfiguredError(PermanentJobError):
     """A query job arrived but no search provider is configured."""
 
 
-def load_search_provider(settings: Settings) -> SearchProvider:
+def load_search_provider(settings: ResearchSettings) -> SearchProvider:
     spec = settings.research_search_provider
     if not spec:
         raise SearchNotConfiguredError(
@@ -55,7 +55,7 @@ def load_search_provider(settings: Settings) -> SearchProvider:
     return cast(SearchProvider, provider)
 
 
-async def search(query: str, *, limit: int, settings: Settings) -> list[SearchHit]:
+async def search(query: str, *, limit: int, settings: ResearchSettings) -> list[SearchHit]:
     """The configured provider's hits for ``query`` (at most ``limit``)."""
     provider = load_search_provider(settings)
     found = await provider(query, limit=limit, settings=settings)

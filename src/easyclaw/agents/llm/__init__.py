@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from easyclaw.core.errors import PermanentJobError, RetryableJobError
 
 if TYPE_CHECKING:
-    from easyclaw.core.settings import Settings
+    from easyclaw.agents.settings import ChatSettings
 
 Role = Literal["user", "assistant"]
 
@@ -68,7 +68,7 @@ class ProviderRetryableError(RetryableJobError):
     """Throttled, timed out or a server error: the job is retried after a backoff."""
 
 
-def chat_provider_from_settings(settings: Settings) -> ChatProvider:
+def chat_provider_from_settings(settings: ChatSettings) -> ChatProvider:
     """The provider ``EASYCLAW_CHAT_PROVIDER`` names, configured from the settings.
 
     Raises :class:`ProviderError` naming the variable when the configuration
@@ -79,8 +79,8 @@ def chat_provider_from_settings(settings: Settings) -> ChatProvider:
     return MeteredProvider(_provider(settings), provider=settings.chat_provider.value)
 
 
-def _provider(settings: Settings) -> ChatProvider:
-    from easyclaw.core.settings import ChatProviderName
+def _provider(settings: ChatSettings) -> ChatProvider:
+    from easyclaw.agents.settings import ChatProviderName
 
     if settings.chat_provider is ChatProviderName.ECHO:
         from easyclaw.agents.llm.echo import EchoProvider

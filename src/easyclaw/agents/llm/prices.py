@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
-from easyclaw.core.settings import ModelPrice
+from easyclaw.agents.settings import ModelPrice
 
 ANY_MODEL = "*"
 # users.credits_balance and transactions.amount are numeric(16, 6).

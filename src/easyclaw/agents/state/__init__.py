@@ -17,7 +17,7 @@ from uuid import UUID
 from easyclaw.core.errors import PermanentJobError, RetryableJobError
 
 if TYPE_CHECKING:
-    from easyclaw.core.settings import Settings
+    from easyclaw.agents.settings import StateSettings
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9/_.=@+%-]+$")
 
@@ -64,15 +64,15 @@ def snapshot_key(prefix: str, *, user_id: str, version: int, job_id: UUID) -> st
     return key
 
 
-def state_store_from_settings(settings: Settings) -> StateStore:
+def state_store_from_settings(settings: StateSettings) -> StateStore:
     """The backend ``EASYCLAW_STATE_BACKEND`` names, configured from the settings."""
-    from easyclaw.core.settings import StateBackend
+    from easyclaw.agents.settings import StateBackend
 
     if settings.state_backend is StateBackend.S3:
         from easyclaw.agents.state.s3 import S3StateStore
 
-        assert settings.state_s3_bucket is not None  # checked by Settings
-        return S3StateStore(bucket=settings.state_s3_bucket, endpoint_url=settings.s3_endpoint_url)
+        assert settings.state_s3_bucket is not None  # checked by StateSettings
+        return S3StateStore(bucket=settings.state_s3_bucket)
     from easyclaw.agents.state.local import LocalStateStore
 
     return LocalStateStore(settings.state_local_dir)

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from easyclaw.agents.settings import agent_settings
 from easyclaw.agents.state import StateStore, snapshot_key
 from easyclaw.agents.state.archive import describe, pack, unpack
 from easyclaw.agents.state.snapshots import latest_snapshot, record_snapshot
@@ -45,7 +46,7 @@ def _make_job_root(parent: Path | None, job_label: str) -> Path:
 @asynccontextmanager
 async def job_workspace(ctx: JobContext, store: StateStore) -> AsyncIterator[Path]:
     """Set ``ctx.workspace`` for the block; store the next version if the block succeeds."""
-    job, settings = ctx.job, ctx.settings
+    job, settings = ctx.job, agent_settings(ctx.settings)
     root = await asyncio.to_thread(_make_job_root, settings.workspace_dir, str(job.id))
     workspace = root / "workspace"
     try:

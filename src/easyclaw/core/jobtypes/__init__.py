@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from easyclaw.core.db import AsyncConn, AsyncPool
     from easyclaw.core.jsonlog import EventLogger
     from easyclaw.core.models import ClaimedJob
-    from easyclaw.core.settings import Settings
+    from easyclaw.core.settings import EngineSettings
 
 _R = TypeVar("_R")
 
@@ -109,11 +109,12 @@ class ProcessResources:
     the worker calls it once, at shutdown.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: EngineSettings) -> None:
         self._settings = settings
-        self._built: dict[Callable[[Settings], Any], Any] = {}
+        self._built: dict[Callable[[EngineSettings], Any], Any] = {}
 
-    def get(self, factory: Callable[[Settings], _R]) -> _R:
+    def get(self, factory: Callable[[Any], _R]) -> _R:
+        """The object ``factory(settings)`` built, once, from this process's settings."""
         if factory not in self._built:
             self._built[factory] = factory(self._settings)
         return cast(_R, self._built[factory])
@@ -131,7 +132,7 @@ class JobContext:
     """What a handler gets: the attempt, its payload, and the process's resources."""
 
     job: ClaimedJob
-    settings: Settings
+    settings: EngineSettings
     pool: AsyncPool
     log: EventLogger
     worker_id: str
@@ -229,7 +230,7 @@ class JobTypeRegistry:
             self.register(job_type)
 
 
-def load_registry(settings: Settings) -> JobTypeRegistry:
+def load_registry(settings: EngineSettings) -> JobTypeRegistry:
     """The installed job types plus those of ``EASYCLAW_JOB_TYPE_MODULES``."""
     registry = JobTypeRegistry.from_entry_points()
     for module_name in settings.job_type_modules:

@@ -1,0 +1,45 @@
+"""The worker process's settings: its own concern plus the engine's and the application's."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from easyclaw.agents.settings import AgentSettings
+from easyclaw.core.settings import CsvList, JobSettings, default_worker_name
+
+
+class WorkerSettings(JobSettings):
+    """Claiming, leases, shutdown and the worker's probes."""
+
+    worker_name: str = Field(default_factory=default_worker_name)
+    worker_concurrency: int = Field(16, ge=1, le=10_000)
+    worker_claim_batch_size: int = Field(64, ge=1, le=10_000)
+    worker_poll_interval_seconds: float = Field(5.0, gt=0)
+    worker_heartbeat_interval_seconds: float = Field(10.0, gt=0)
+    worker_shutdown_grace_seconds: float = Field(25.0, ge=0)
+    worker_maintenance_interval_seconds: float = Field(10.0, gt=0)
+    worker_job_types: CsvList = Field(
+        default_factory=list, description="job types this worker runs; empty means all registered"
+    )
+    worker_health_port: int = Field(
+        0, ge=0, le=65535, description="port of the worker's /healthz and /metrics; 0 disables"
+    )
+    worker_health_host: str = "0.0.0.0"  # noqa: S104 - probes reach the pod IP
+    worker_pod_deletion_cost: bool = Field(
+        False,
+        description="on Kubernetes, annotate the own pod with the number of held jobs "
+        "(controller.kubernetes.io/pod-deletion-cost) so scale-in removes idle workers first",
+    )
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> WorkerSettings:
+        if self.worker_heartbeat_interval_seconds >= self.worker_lease_seconds:
+            raise ValueError(
+                "EASYCLAW_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
+                "EASYCLAW_WORKER_LEASE_SECONDS, or every running job would lose its lease"
+            )
+        return self
+
+
+class WorkerProcessSettings(AgentSettings, WorkerSettings):
+    """What ``easyclaw worker`` reads."""
