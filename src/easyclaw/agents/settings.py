@@ -7,8 +7,9 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from easyclaw.agents.llm.prices import ModelPrice
 from easyclaw.core.settings import EngineSettings, SettingsBase
 
 
@@ -19,15 +20,6 @@ class ChatProviderName(StrEnum):
     """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (OpenAI, vLLM, Ollama)."""
     BEDROCK = "bedrock"
     """Amazon Bedrock's Converse API through boto3 (credentials from IRSA on EKS)."""
-
-
-class ModelPrice(BaseModel):
-    """What a model costs, in credits per 1,000 tokens."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
 
 
 class StateBackend(StrEnum):

@@ -17,8 +17,7 @@ from easyclaw.agents.llm.bedrock import BedrockProvider
 from easyclaw.agents.llm.echo import EchoProvider
 from easyclaw.agents.llm.metrics import MeteredProvider
 from easyclaw.agents.llm.openai import OpenAIProvider
-from easyclaw.agents.llm.prices import cost_of, price_for
-from easyclaw.agents.settings import ModelPrice
+from easyclaw.agents.llm.prices import ModelPrice, cost_of, price_for
 from easyclaw.cli.settings import Settings
 
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
-from easyclaw.agents.settings import ModelPrice
+from pydantic import BaseModel, ConfigDict, Field
 
 ANY_MODEL = "*"
 # users.credits_balance and transactions.amount are numeric(16, 6).
 CREDIT_QUANTUM = Decimal("0.000001")
 THOUSAND = Decimal(1000)
+
+
+class ModelPrice(BaseModel):
+    """What a model costs, in credits per 1,000 tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
 
 
 def price_for(prices: Mapping[str, ModelPrice], *models: str | None) -> ModelPrice | None:
