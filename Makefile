@@ -35,10 +35,11 @@ $(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
 up: $(VENV)/.installed-run ## run the whole system locally (embedded PostgreSQL, API on :8000, workers)
 	$(BIN)/easyclaw up
 
-test: $(VENV)/.installed-dev ## lint, type-check and run every test
+test: $(VENV)/.installed-dev ## lint, type-check, check declared dependencies and run every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/deptry src api worker operator
 	$(BIN)/pytest
 
 unit: $(VENV)/.installed-dev ## the fast inner loop: every test not marked slow (under a minute)
