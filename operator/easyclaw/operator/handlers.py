@@ -24,15 +24,13 @@ from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import Job
 from easyclaw.operator import jobs
 from easyclaw.operator.kube import KubeApiError
+from easyclaw.operator.outage import Backoff, Outage, retry_while_unavailable
 from easyclaw.operator.resource import Phase
 from easyclaw.operator.runtime import OperatorRuntime
 from easyclaw.operator.spec import InvalidSpecError, parse_spec, ttl_seconds
 from easyclaw.operator.status import invalid_spec_status, status_differs, status_from_job
 
 log = EventLogger("easyclaw.operator")
-
-# How soon kopf retries a handler that found the database unreachable.
-DATABASE_RETRY_SECONDS = 5.0
 
 
 def login(runtime: OperatorRuntime, /, **kwargs: Any) -> kopf.ConnectionInfo:
@@ -64,7 +62,14 @@ async def create_job(
     settings = runtime.settings
     try:
         request = parse_spec(spec, runtime.registry)
-        enqueued = await jobs.submit_job(runtime, request, uid=uid)
+        enqueued = await retry_while_unavailable(
+            lambda: jobs.submit_job(runtime, request, uid=uid),
+            settings=settings,
+            body=body,
+            namespace=namespace,
+            name=name,
+            action="enqueue the job",
+        )
     except InvalidSpecError as error:
         message = str(error)
         patch.status.update(
@@ -75,12 +80,6 @@ async def create_job(
         kopf.warn(body, reason="InvalidSpec", message=message)
         log.warning("operator.invalid_spec", namespace=namespace, name=name, error=message)
         return
-    except Exception as error:
-        if is_unavailable(error):
-            raise kopf.TemporaryError(
-                f"database unavailable: {error}", delay=DATABASE_RETRY_SECONDS
-            ) from error
-        raise
     job = enqueued.job
     # Only a new job's status is certain here. For a replayed creation the
     # follower may already be writing newer states, which must not be overwritten
@@ -143,10 +142,15 @@ async def _mirror_job(
     Returns the status as last written, or None when the resource is gone.
     """
     settings = runtime.settings
+    # No event here: the status only goes stale meanwhile. A reconnected listener
+    # wakes every follower, so a long backoff never delays the catch-up.
+    outage = Outage(namespace, name, "follow the job", Backoff.from_settings(settings))
     with runtime.hub.follow(job_id) as changes:
         while True:
+            wait = settings.operator_resync_seconds
             try:
                 job = await jobs.read_job(runtime.pool, job_id)
+                outage.answered()
                 if job is None:
                     log.warning(
                         "operator.job_missing", namespace=namespace, name=name, job_id=str(job_id)
@@ -174,10 +178,8 @@ async def _mirror_job(
             except Exception as error:
                 if not is_unavailable(error):
                     raise
-                log.warning(
-                    "operator.db_unavailable", namespace=namespace, name=name, error=str(error)
-                )
-            await changes.wait_at_most(settings.operator_resync_seconds)
+                wait, _ = outage.failed(error)
+            await changes.wait_at_most(wait)
 
 
 async def run_until_stopped(work: Coroutine[Any, Any, None], stopped: kopf.DaemonStopped) -> None:
@@ -240,6 +242,7 @@ async def cancel_job_on_delete(
     uid: str,
     name: str,
     namespace: str,
+    body: kopf.Body,
 ) -> None:
     """Cancel the resource's job unless it finished; the finalizer holds the resource till then."""
     phase = status.get("phase")
@@ -249,23 +252,25 @@ async def cancel_job_on_delete(
     if not isinstance(user_id, str):
         return  # the spec never made a job
     job_id = _job_id(status)
-    try:
-        job = await jobs.find_job(
-            runtime.pool,
-            job_id=job_id,
-            user_id=user_id,
-            uid=uid,
-        )
-        if job is None or job.status.is_terminal:
-            return
-        result = await jobs.cancel_job(runtime.pool, job)
-    except Exception as error:
-        if is_unavailable(error):
-            raise kopf.TemporaryError(
-                f"database unavailable, the job is not cancelled yet: {error}",
-                delay=DATABASE_RETRY_SECONDS,
-            ) from error
-        raise
+    job = await retry_while_unavailable(
+        lambda: jobs.find_job(runtime.pool, job_id=job_id, user_id=user_id, uid=uid),
+        settings=runtime.settings,
+        body=body,
+        namespace=namespace,
+        name=name,
+        action="cancel the job",
+    )
+    if job is None or job.status.is_terminal:
+        return
+    found = job
+    result = await retry_while_unavailable(
+        lambda: jobs.cancel_job(runtime.pool, found),
+        settings=runtime.settings,
+        body=body,
+        namespace=namespace,
+        name=name,
+        action="cancel the job",
+    )
     after = result.job.status.value if result.job else None
     log.info(
         "operator.job_cancelled",

@@ -135,6 +135,7 @@ async def cancel(
     uid: str,
     name: str,
     namespace: str | None,
+    body: kopf.Body,
     **_: Any,
 ) -> None:
     await handlers.cancel_job_on_delete(
@@ -144,6 +145,7 @@ async def cancel(
         uid=uid,
         name=name,
         namespace=_namespaced(namespace),
+        body=body,
     )
 
 

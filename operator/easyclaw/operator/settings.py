@@ -21,6 +21,12 @@ class OperatorSettings(SettingsBase):
     operator_resync_seconds: float = Field(
         10.0, gt=0, description="re-read each unfinished job this often even without a NOTIFY"
     )
+    operator_db_retry_initial_seconds: float = Field(
+        1.0, gt=0, description="first wait of a handler that found the database unreachable"
+    )
+    operator_db_retry_max_seconds: float = Field(
+        60.0, gt=0, description="longest wait between retries; each retry doubles the last"
+    )
     operator_result_max_bytes: int = Field(
         4096, ge=64, le=262_144, description="larger results and errors are truncated in status"
     )
