@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from easyclaw.cli.local_postgres import LocalPostgres
+from easyclaw.cli.settings import Settings
 from easyclaw.core.migrations import migrate
-from easyclaw.core.settings import Settings
 from easyclaw.operator.outage import EVENT_REASON, Backoff
 from tests.operator.conftest import NAMESPACE, OperatorUnderTest
 from tests.support.databases import FAST_UNSAFE_SETTINGS
