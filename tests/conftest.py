@@ -32,6 +32,7 @@ from tests.support.api_server import ApiServer, serve_api
 from tests.support.databases import (
     FAST_UNSAFE_SETTINGS,
     TEMPLATE_DB,
+    ScratchDatabases,
     admin_execute,
     create_database,
     drop_database,
@@ -79,14 +80,25 @@ def template_database(postgres: LocalPostgres) -> str:
     return TEMPLATE_DB
 
 
+@pytest.fixture(scope="session")
+def scratch_databases(
+    postgres: LocalPostgres, template_database: str
+) -> Iterator[ScratchDatabases]:
+    databases = ScratchDatabases(postgres, template_database)
+    try:
+        yield databases
+    finally:
+        databases.close()
+
+
 @pytest.fixture
-def database_url(postgres: LocalPostgres, template_database: str) -> Iterator[str]:
+def database_url(postgres: LocalPostgres, scratch_databases: ScratchDatabases) -> Iterator[str]:
     """A migrated database of this test's own."""
-    name = create_database(postgres, template_database)
+    name = scratch_databases.take()
     try:
         yield postgres.url(name)
     finally:
-        drop_database(postgres, name)
+        scratch_databases.give_back(name)
 
 
 @pytest.fixture

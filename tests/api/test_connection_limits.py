@@ -78,6 +78,7 @@ async def test_a_request_head_larger_than_the_limit_is_a_431(
         writer.close()
 
 
+@pytest.mark.slow
 async def test_a_connection_that_does_not_finish_its_head_in_time_is_closed(
     database_url: str, registry: JobTypeRegistry
 ) -> None:

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import httpx
 import psycopg
+import pytest
 
 from easyclaw.worker.runner import Worker
 from tests.api.conftest import assert_error, read, submit
@@ -160,6 +161,7 @@ async def test_stats_follow_jobs_through_a_worker(
     assert stats["liveWorkers"] == 1
 
 
+@pytest.mark.slow
 async def test_readyz_is_503_while_the_database_refuses_writes(
     api: ApiServer, client: httpx.AsyncClient, conn: psycopg.AsyncConnection[Any]
 ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from easyclaw.cli.settings import Settings
 from tests.support.api_server import api_process
@@ -14,6 +15,7 @@ from tests.support.ports import free_port
 from tests.support.settings import make_settings
 
 
+@pytest.mark.slow
 async def test_repeated_identical_errors_are_logged_once_then_counted(tmp_path: Path) -> None:
     # Nothing listens on this port: every request that needs the database is a 503.
     unreachable = f"postgresql://easyclaw@127.0.0.1:{free_port()}/easyclaw"

@@ -13,6 +13,7 @@ from uuid import uuid4
 import httpx
 import orjson
 import psycopg
+import pytest
 
 from easyclaw.api.state import ApiState
 from easyclaw.api.waiters import JobWaiters
@@ -121,6 +122,7 @@ def raise_open_file_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
+@pytest.mark.slow
 async def test_many_waiters_hold_no_connection_and_ordinary_calls_stay_prompt(
     database_url: str, registry: JobTypeRegistry
 ) -> None:
@@ -165,6 +167,7 @@ async def test_many_waiters_hold_no_connection_and_ordinary_calls_stay_prompt(
     assert woken_after < 4.0, woken_after  # by the notifications, not the 5 s re-check
 
 
+@pytest.mark.slow
 async def test_a_waiter_answers_even_when_the_notification_is_missed(
     api: ApiServer, client: httpx.AsyncClient, conn: psycopg.AsyncConnection[Any]
 ) -> None:

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import psycopg
+import pytest
 
 from easyclaw.core import queue
 from easyclaw.core.migrations import available_migrations, migrate
@@ -234,6 +235,7 @@ async def stats_buffers(conn: Conn) -> int:
     return int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"])
 
 
+@pytest.mark.slow
 async def test_stats_read_the_same_pages_with_no_or_100k_finished_jobs(conn: Conn) -> None:
     await queue.ensure_user(conn, "alice")
     await queue.enqueue_many(conn, user_id="alice", type="ECHO", payloads=[{}] * 50)

@@ -574,6 +574,7 @@ async def health(port: int) -> tuple[int, dict[str, Any]]:
     return answer.status_code, answer.json()
 
 
+@pytest.mark.slow
 async def test_healthz_is_503_while_the_leader_cannot_publish_and_standbys_stay_healthy(
     database_url: str, proxy: CloudWatchProxy, aws_env: None
 ) -> None:

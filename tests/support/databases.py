@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 
@@ -38,3 +39,33 @@ def create_database(postgres: LocalPostgres, template: str) -> str:
 
 def drop_database(postgres: LocalPostgres, name: str) -> None:
     admin_execute(postgres.url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class ScratchDatabases:
+    """Clones of one template for one test each, made one ahead and dropped behind
+    by a background thread, so a test waits neither for ``CREATE DATABASE ...
+    TEMPLATE`` nor for ``DROP DATABASE`` (together about 0.1-0.2 s per test)."""
+
+    def __init__(self, postgres: LocalPostgres, template: str) -> None:
+        self._postgres = postgres
+        self._template = template
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratch-databases")
+        self._next: Future[str] | None = None
+
+    def take(self) -> str:
+        """A fresh clone of the template; the caller hands it back with `give_back`."""
+        ready = self._next or self._clone()
+        self._next = self._clone()
+        return ready.result()
+
+    def give_back(self, name: str) -> None:
+        self._worker.submit(drop_database, self._postgres, name)
+
+    def close(self) -> None:
+        if self._next is not None:
+            self.give_back(self._next.result())
+            self._next = None
+        self._worker.shutdown(wait=True)
+
+    def _clone(self) -> Future[str]:
+        return self._worker.submit(create_database, self._postgres, self._template)

@@ -96,6 +96,7 @@ async def test_a_failed_job_stores_nothing_and_its_workspace_is_removed(
     assert list((tmp_path / "workspaces").iterdir()) == []
 
 
+@pytest.mark.slow
 async def test_concurrent_jobs_of_one_user_conflict_retry_and_lose_no_write(
     settings: Settings, pool: AsyncPool, conn: Conn, worker_logs: pytest.LogCaptureFixture
 ) -> None:
