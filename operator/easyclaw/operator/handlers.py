@@ -21,9 +21,9 @@ import kopf
 
 from easyclaw.core.db import is_unavailable
 from easyclaw.core.jsonlog import EventLogger
+from easyclaw.core.kubernetes import KubernetesApiError
 from easyclaw.core.models import Job
 from easyclaw.operator import jobs
-from easyclaw.operator.kube import KubeApiError
 from easyclaw.operator.outage import Backoff, Outage, retry_while_unavailable
 from easyclaw.operator.resource import Phase
 from easyclaw.operator.runtime import OperatorRuntime
@@ -168,7 +168,7 @@ async def _mirror_job(
                     _log_status(job, namespace, name)
                 if job.status.is_terminal:
                     return written
-            except (KubeApiError, OSError) as error:
+            except (KubernetesApiError, OSError) as error:
                 log.warning(
                     "operator.status_patch_failed",
                     namespace=namespace,

@@ -21,14 +21,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from easyclaw.core.jsonlog import EventLogger
+from easyclaw.core.kubernetes import KubernetesApiError, KubernetesClient
 
 ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 IDLE_COST = 0
@@ -91,22 +89,13 @@ class PodDeletionCost:
     def __init__(self, target: KubernetesTarget, *, timeout: float = 5.0) -> None:
         self.target = target
         self.last_sent: int | None = None
-        verify: ssl.SSLContext | bool = True
-        if target.ca_path is not None and target.ca_path.exists():
-            verify = ssl.create_default_context(cafile=str(target.ca_path))
-        self._client = httpx.AsyncClient(base_url=target.api_url, verify=verify, timeout=timeout)
+        self._client = KubernetesClient.from_service_account(
+            target.api_url, token_path=target.token_path, ca_path=target.ca_path, timeout=timeout
+        )
 
     @property
     def pod_path(self) -> str:
         return f"/api/v1/namespaces/{self.target.namespace}/pods/{self.target.pod_name}"
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/merge-patch+json"}
-        if self.target.token_path is not None:
-            # Projected tokens rotate: read it for every call.
-            token = self.target.token_path.read_text().strip()
-            headers["Authorization"] = f"Bearer {token}"
-        return headers
 
     async def set(self, cost: int) -> bool:
         """Patch the annotation unless it already has this value; False if the patch failed."""
@@ -114,14 +103,16 @@ class PodDeletionCost:
             return True
         body = {"metadata": {"annotations": {ANNOTATION: str(cost)}}}
         try:
-            response = await self._client.patch(self.pod_path, json=body, headers=self._headers())
-            response.raise_for_status()
-        except (httpx.HTTPError, OSError) as error:
+            patched = await self._client.merge_patch(self.pod_path, body)
+            error = "" if patched else "HTTP 404 or 409: the pod is gone or was replaced"
+        except (KubernetesApiError, OSError) as failure:
+            patched, error = False, str(failure)
+        if not patched:
             log.warning(
                 "worker.pod_deletion_cost_failed",
                 pod=self.target.pod_name,
                 cost=cost,
-                error=str(error),
+                error=error,
             )
             return False
         self.last_sent = cost
