@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -26,12 +27,15 @@ BENCHMARKS_MD = REPO_ROOT / "docs" / "benchmarks.md"
 BENCH_DATA = REPO_ROOT / ".easyclaw" / "bench-postgres"
 
 
-def database(reset: bool = True) -> tuple[str, LocalPostgres | None]:
-    """DATABASE_URL if set, else an embedded server with default (durable) settings."""
+def database(
+    reset: bool = True, *, data_dir: Path = BENCH_DATA, settings: dict[str, str] | None = None
+) -> tuple[str, LocalPostgres | None]:
+    """DATABASE_URL if set, else an embedded server with default (durable) settings
+    (plus ``settings``) in ``data_dir``."""
     url = os.environ.get("DATABASE_URL")
     server = None
     if not url:
-        server = LocalPostgres(BENCH_DATA, settings={"max_connections": "200"})
+        server = LocalPostgres(data_dir, settings={"max_connections": "200", **(settings or {})})
         server.start()
         url = server.url()
     asyncio.run(migrate(url))
@@ -198,3 +202,16 @@ def append_report(title: str, body: str) -> None:
 
 def python_version() -> str:
     return sys.version.split()[0]
+
+
+def write_section(script: str, body: str) -> None:
+    """Replace ``script``'s marked section of docs/benchmarks.md (append it the first time)."""
+    start, end = f"<!-- {script}: start -->", f"<!-- {script}: end -->"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS_MD.write_text(text)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +32,6 @@ from typing import Any
 import psycopg
 
 from bench.common import (
-    BENCHMARKS_MD,
     REPO_ROOT,
     database,
     machine,
@@ -41,13 +39,12 @@ from bench.common import (
     median,
     percentile,
     server_version,
+    write_section,
 )
 from easyclaw.core import queue
 from easyclaw.core.models import JobStatus, Outcome
 from easyclaw.core.queries import query
 
-START_MARKER = "<!-- bench/growth.py: start -->"
-END_MARKER = "<!-- bench/growth.py: end -->"
 SCALER_SQL = REPO_ROOT / "charts" / "easyclaw" / "files" / "scaler-query.sql"
 SCALER_CAP = 250  # the chart's default maxReplicaCount 50 x targetQueryValue 5
 USER = "growth"
@@ -261,17 +258,6 @@ async def run(
     return rows, plans, retention, triggers
 
 
-def write_report(body: str) -> None:
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    block = f"{START_MARKER}\n{body.rstrip()}\n{END_MARKER}"
-    pattern = re.compile(re.escape(START_MARKER) + ".*?" + re.escape(END_MARKER), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -333,7 +319,7 @@ def main() -> None:
     )
     print("\n" + body)
     if not args.no_report:
-        write_report(body)
+        write_section("bench/growth.py", body)
 
 
 if __name__ == "__main__":

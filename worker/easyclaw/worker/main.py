@@ -29,21 +29,20 @@ def pod_deletion_cost(settings: WorkerProcessSettings) -> PodDeletionCost | None
         return None
 
 
-def worker_pool_size(settings: WorkerProcessSettings) -> int:
-    """Claim loop, recorder, heartbeat and maintenance each need one; handlers share the rest."""
-    return max(4, min(settings.db_pool_max_size, settings.worker_concurrency + 4))
-
-
 async def run_worker(
     settings: WorkerProcessSettings, registry: JobTypeRegistry | None = None
 ) -> None:
     registry = registry or load_registry(settings)
     await check_database(settings, application_name="easyclaw-worker")
+    # Every statement a worker sends is short (batched claims and completions, a
+    # heartbeat, maintenance, handlers' reads), so they take turns on one
+    # connection: a fleet of 50 workers holds 100 connections (with the
+    # listeners), not 50 x (concurrency + 4).
     pool = create_pool(
         settings,
         application_name="easyclaw-worker",
-        min_size=min(4, worker_pool_size(settings)),
-        max_size=worker_pool_size(settings),
+        min_size=settings.worker_db_connections,
+        max_size=settings.worker_db_connections,
     )
     await pool.open(wait=False)
     worker = Worker(settings, registry, pool)

@@ -106,6 +106,7 @@ class Worker:
         # job cost ~20% of a no-op drain; they are DEBUG, summarised here.
         self._progress: Counter[str] = Counter()
         self._progress_since = time.monotonic()
+        self._recorded_since_fold = 0
         self.state_store = state_store_from_settings(settings)
         self.resources = ProcessResources(settings)
 
@@ -323,6 +324,7 @@ class Worker:
         )
 
     def _recorded(self, recorded: Recorded) -> None:
+        self._recorded_since_fold += len(recorded)
         for finished, accepted in recorded:
             job = finished.job
             if job.id not in self._attempts:  # else a later attempt of it is running
@@ -445,7 +447,11 @@ class Worker:
             try:
                 async with pooled(self.pool) as conn:
                     await self._reap(conn)
-                    await queue.fold_job_status_changes(conn)
+                    # An idle worker has added nothing to fold: it folds once a
+                    # minute (others' cancels, retention), keeping idle load low.
+                    if self._recorded_since_fold or rounds % retention_every == 0:
+                        self._recorded_since_fold = 0
+                        await queue.fold_job_status_changes(conn)
                     if self.settings.retention_hours > 0 and rounds % retention_every == 0:
                         deleted = await queue.delete_finished_jobs(
                             conn,

@@ -14,10 +14,22 @@ class WorkerSettings(JobSettings):
     worker_name: str = Field(default_factory=default_worker_name)
     worker_concurrency: int = Field(16, ge=1, le=10_000)
     worker_claim_batch_size: int = Field(64, ge=1, le=10_000)
-    worker_poll_interval_seconds: float = Field(5.0, gt=0)
+    worker_poll_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="fallback claim when no NOTIFY arrives (a listener that reconnects "
+        "re-checks at once, so this only bounds what a lost notification can delay)",
+    )
     worker_heartbeat_interval_seconds: float = Field(10.0, gt=0)
     worker_shutdown_grace_seconds: float = Field(25.0, ge=0)
     worker_maintenance_interval_seconds: float = Field(10.0, gt=0)
+    worker_db_connections: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="pooled connections of a worker process (claims, completions, heartbeat, "
+        "maintenance and handlers' queries share them); it opens one more to LISTEN",
+    )
     worker_job_types: CsvList = Field(
         default_factory=list, description="job types this worker runs; empty means all registered"
     )

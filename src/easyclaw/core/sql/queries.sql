@@ -327,18 +327,25 @@ WITH changes AS (
     FROM (VALUES ('COMPLETED'), ('FAILED'), ('CANCELLED')) AS s (status)
     LEFT JOIN job_status_totals AS t ON t.status = s.status
     LEFT JOIN changes AS c ON c.status = s.status
+), unfinished AS (
+    -- one pass over the pending index for all three of its numbers
+    SELECT count(*) AS pending,
+           count(*) FILTER (WHERE run_at <= now()) AS ready,
+           coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now())),
+                    0)::float8 AS oldest_pending_age_seconds
+    FROM jobs
+    WHERE status = 'PENDING'
 )
 SELECT
-    (SELECT count(*) FROM jobs WHERE status = 'PENDING') AS pending,
-    (SELECT count(*) FROM jobs WHERE status = 'PENDING' AND run_at <= now()) AS ready,
+    (SELECT pending FROM unfinished) AS pending,
+    (SELECT ready FROM unfinished) AS ready,
     (SELECT count(*) FROM jobs WHERE status = 'RUNNING') AS running,
     (SELECT total FROM finished WHERE status = 'COMPLETED') AS completed,
     (SELECT total FROM finished WHERE status = 'FAILED') AS failed,
     (SELECT total FROM finished WHERE status = 'CANCELLED') AS cancelled,
     (SELECT last_5_minutes FROM finished WHERE status = 'FAILED') AS recent_failures,
     (SELECT last_minute FROM finished WHERE status = 'COMPLETED') AS completed_last_minute,
-    (SELECT coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 FROM jobs
-     WHERE status = 'PENDING' AND run_at <= now()) AS oldest_pending_age_seconds,
+    (SELECT oldest_pending_age_seconds FROM unfinished) AS oldest_pending_age_seconds,
     (SELECT count(*) FROM workers
      WHERE stopped_at IS NULL
        AND last_seen_at > now() - make_interval(secs => %(worker_alive_seconds)s)) AS live_workers;
