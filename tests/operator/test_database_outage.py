@@ -19,8 +19,9 @@ import pytest
 
 from easyclaw.cli.local_postgres import LocalPostgres
 from easyclaw.cli.settings import Settings
+from easyclaw.core.backoff import backoff_ceiling
 from easyclaw.core.migrations import migrate
-from easyclaw.operator.outage import EVENT_REASON, Backoff
+from easyclaw.operator.outage import EVENT_REASON, db_backoff
 from tests.operator.conftest import NAMESPACE, OperatorUnderTest
 from tests.support.databases import FAST_UNSAFE_SETTINGS
 from tests.support.settings import make_settings
@@ -83,9 +84,8 @@ async def test_an_outage_is_one_event_and_backed_off_retries(
     # Let it retry for a while: the waits grow up to the cap, and no event is added.
     await wait_for(lambda: len(records(caplog, "operator.db_retry")) >= 7, timeout=20)
     retries = [r for r in records(caplog, "operator.db_retry") if r["name"] == "during-outage"]
-    backoff = Backoff(initial=INITIAL, cap=CAP)
     for retry in retries:
-        ceiling = backoff.nominal(retry["attempt"] - 1)
+        ceiling = backoff_ceiling(retry["attempt"] - 1, base=INITIAL, cap=CAP)
         assert ceiling / 2 - 0.001 <= retry["retry_in_seconds"] <= ceiling + 0.001, retry
     assert {r["retry_in_seconds"] <= CAP for r in retries} == {True}
     assert max(r["attempt"] for r in retries) >= 7  # past the cap (0.05 * 2**3 = 0.4)
@@ -101,12 +101,11 @@ async def test_an_outage_is_one_event_and_backed_off_retries(
     assert recovered["attempts"] >= 7
 
 
-def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
-    backoff = Backoff(initial=1.0, cap=60.0)
-    delays = [backoff.next_delay() for _ in range(10)]
-    for attempt, delay in enumerate(delays):
-        ceiling = min(60.0, 2.0**attempt)
-        assert ceiling / 2 <= delay <= ceiling
-    assert max(delays) <= 60.0
-    backoff.reset()
-    assert backoff.next_delay() <= 1.0
+def test_the_outage_backoff_is_the_settings_numbers_with_equal_jitter() -> None:
+    tuned = make_settings(
+        "postgresql://unused@localhost/unused",
+        operator_db_retry_initial_seconds=1.0,
+        operator_db_retry_max_seconds=60.0,
+    )
+    backoff = db_backoff(tuned)
+    assert (backoff.base, backoff.cap, backoff.jitter) == (1.0, 60.0, "equal")

@@ -24,7 +24,7 @@ from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.kubernetes import KubernetesApiError
 from easyclaw.core.models import Job
 from easyclaw.operator import jobs
-from easyclaw.operator.outage import Backoff, Outage, retry_while_unavailable
+from easyclaw.operator.outage import Outage, db_backoff, retry_while_unavailable
 from easyclaw.operator.resource import Phase
 from easyclaw.operator.runtime import OperatorRuntime
 from easyclaw.operator.spec import InvalidSpecError, parse_spec, ttl_seconds
@@ -144,7 +144,7 @@ async def _mirror_job(
     settings = runtime.settings
     # No event here: the status only goes stale meanwhile. A reconnected listener
     # wakes every follower, so a long backoff never delays the catch-up.
-    outage = Outage(namespace, name, "follow the job", Backoff.from_settings(settings))
+    outage = Outage(namespace, name, "follow the job", db_backoff(settings))
     with runtime.hub.follow(job_id) as changes:
         while True:
             wait = settings.operator_resync_seconds

@@ -15,7 +15,6 @@ DEBUG ``operator.db_retry`` line, and the end of the outage one
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import TypeVar
 
 import kopf
 
+from easyclaw.core.backoff import Backoff
 from easyclaw.core.db import is_unavailable
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.operator.settings import OperatorSettings
@@ -34,32 +34,13 @@ EVENT_REASON = "DatabaseUnavailable"
 T = TypeVar("T")
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with equal jitter: attempt n waits between half and all
-    of ``min(cap, initial * 2**n)``."""
-
-    initial: float
-    cap: float
-    attempts: int = 0
-
-    @classmethod
-    def from_settings(cls, settings: OperatorSettings) -> Backoff:
-        return cls(
-            initial=settings.operator_db_retry_initial_seconds,
-            cap=settings.operator_db_retry_max_seconds,
-        )
-
-    def nominal(self, attempt: int) -> float:
-        return min(self.cap, self.initial * 2.0**attempt)
-
-    def next_delay(self) -> float:
-        ceiling = self.nominal(self.attempts)
-        self.attempts += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempts = 0
+def db_backoff(settings: OperatorSettings) -> Backoff:
+    """Twice as long each time, with equal jitter, up to the configured cap."""
+    return Backoff(
+        base=settings.operator_db_retry_initial_seconds,
+        cap=settings.operator_db_retry_max_seconds,
+        jitter="equal",
+    )
 
 
 @dataclass
@@ -124,7 +105,7 @@ async def retry_while_unavailable(
     Other errors pass through at once. The first failure of an outage posts one
     Warning event on the resource saying what waits and for how long at most.
     """
-    outage = Outage(namespace, name, action, Backoff.from_settings(settings))
+    outage = Outage(namespace, name, action, db_backoff(settings))
     while True:
         try:
             result = await work()

@@ -22,11 +22,13 @@ import httpx
 
 from easyclaw.cli.local_postgres import LocalPostgres
 from easyclaw.cli.settings import Settings
+from easyclaw.core.backoff import backoff_delay
 from easyclaw.core.jsonlog import EventLogger, redact
 from easyclaw.core.migrations import migrate
 
 log = EventLogger("easyclaw.up")
 
+RESTART_BACKOFF_BASE_SECONDS = 0.5
 RESTART_BACKOFF_MAX_SECONDS = 10.0
 
 
@@ -131,7 +133,9 @@ def _supervise(child: Child, env: dict[str, str]) -> None:
     if time.monotonic() - child.started_at > 60:
         child.restarts = 0  # it ran fine for a while: this is a new problem
     child.restarts += 1
-    delay = min(RESTART_BACKOFF_MAX_SECONDS, 0.5 * 2 ** (child.restarts - 1))
+    delay = backoff_delay(
+        child.restarts - 1, base=RESTART_BACKOFF_BASE_SECONDS, cap=RESTART_BACKOFF_MAX_SECONDS
+    )
     log.warning("up.process_exited", process=child.name, exit_code=code, restart_in_seconds=delay)
     child.process = None
     child.next_start = time.monotonic() + delay

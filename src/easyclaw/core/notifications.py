@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 
 from psycopg import sql
 
+from easyclaw.core.backoff import Backoff
 from easyclaw.core.db import connect
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.settings import DatabaseSettings
@@ -51,7 +52,7 @@ class Listener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff whenever the connection drops."""
-        backoff = 0.1
+        backoff = Backoff(base=0.1, cap=self._max_backoff)
         while True:
             try:
                 conn = await connect(self._settings, application_name=self._application_name)
@@ -59,7 +60,7 @@ class Listener:
                     for channel in self._handlers:
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     self.connected.set()
-                    backoff = 0.1
+                    backoff.reset()
                     log.debug("listener.connected", channels=sorted(self._handlers))
                     if self._on_connected is not None:
                         self._on_connected()
@@ -77,5 +78,4 @@ class Listener:
                 self.connected.clear()
                 if was_connected:
                     log.warning("listener.disconnected", error=str(error) or type(error).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                await asyncio.sleep(backoff.next_delay())

@@ -16,7 +16,6 @@ Lifecycle::
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ import orjson
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from easyclaw.core.backoff import backoff_delay
 from easyclaw.core.db import AsyncConn
 from easyclaw.core.ids import uuid7
 from easyclaw.core.models import (
@@ -341,13 +341,13 @@ async def worker_stopped(conn: AsyncConn, *, worker_id: str) -> None:
 
 
 def retry_delay(attempt: int, *, base_seconds: float, max_seconds: float) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random.
+    """The wait before a failed job's next attempt (``easyclaw.core.backoff``, equal jitter).
 
-    Attempt 1 waits base..2*base/2, attempt 2 twice that, and so on, capped at
-    ``max_seconds``; the random half spreads retries of jobs that failed together.
+    After attempt 1 it waits between half and all of ``base_seconds``, after
+    attempt 2 twice that, and so on, capped at ``max_seconds``; the random half
+    spreads retries of jobs that failed together.
     """
-    ceiling = min(max_seconds, base_seconds * 2.0 ** max(attempt - 1, 0))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return backoff_delay(attempt - 1, base=base_seconds, cap=max_seconds, jitter="equal")
 
 
 async def finish_jobs(

@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
 import time
 from collections.abc import Mapping
@@ -58,6 +57,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from easyclaw.core import queue
+from easyclaw.core.backoff import backoff_delay
 from easyclaw.core.db import UNAVAILABLE_ERRORS, AsyncConn, check_database, connect
 from easyclaw.core.errors import DatabaseUnavailableError
 from easyclaw.core.jsonlog import EventLogger, configure_logging
@@ -273,8 +273,9 @@ class MetricsMirror:
                         attempts=attempt,
                     )
                     return False
-                delay = min(self._backoff_base_seconds * 2 ** (attempt - 1), budget)
-                delay *= random.uniform(0.5, 1.0)
+                delay = backoff_delay(
+                    attempt - 1, base=self._backoff_base_seconds, cap=budget, jitter="equal"
+                )
                 log.warning("metrics_mirror.throttled", attempt=attempt, retry_in_seconds=delay)
                 await self._sleep(delay)
                 if self._stopping.is_set():

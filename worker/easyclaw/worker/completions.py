@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from easyclaw.core import queue
+from easyclaw.core.backoff import Backoff
 from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
 from easyclaw.core.jobtypes import Effect, JobType
 from easyclaw.core.jsonlog import EventLogger
@@ -72,7 +73,7 @@ class CompletionRecorder:
         await self._empty.wait()
 
     async def run(self) -> None:
-        backoff = 0.05
+        backoff = Backoff(base=0.05, cap=2.0)
         while True:
             await self._ready.wait()
             self._ready.clear()
@@ -92,10 +93,9 @@ class CompletionRecorder:
                     for attempt in batch:
                         attempt.write_was_interrupted = True
                     self._queue.extendleft(reversed(batch))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    await asyncio.sleep(backoff.next_delay())
                     continue
-                backoff = 0.05
+                backoff.reset()
                 self._on_recorded(recorded)
             self._empty.set()
 
