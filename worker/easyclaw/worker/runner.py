@@ -31,6 +31,7 @@ import psycopg
 
 from easyclaw.agents.state import state_store_from_settings
 from easyclaw.core import queue
+from easyclaw.core.backoff import Backoff
 from easyclaw.core.db import AsyncConn, AsyncPool, is_unavailable, pooled
 from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry, ProcessResources
 from easyclaw.core.jsonlog import EventLogger
@@ -202,7 +203,7 @@ class Worker:
         self._wakeup.set()
 
     async def _claim_loop(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(base=0.1, cap=5.0)
         while not self._stop.is_set():
             free = self.concurrency - len(self._held)
             if free <= 0:
@@ -235,11 +236,10 @@ class Worker:
             except Exception as error:
                 self._log_db_error("claim", error)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff):
+                    async with asyncio.timeout(backoff.next_delay()):
                         await self._stop.wait()
-                backoff = min(backoff * 2, 5.0)
                 continue
-            backoff = 0.1
+            backoff.reset()
             if sleep_for is not None:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(sleep_for):
