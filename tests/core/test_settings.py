@@ -128,6 +128,8 @@ def test_invalid_values_name_the_problem() -> None:
         Settings(worker_lease_seconds=5, worker_heartbeat_interval_seconds=5)
     with pytest.raises(ValidationError, match="must not contain 'none'"):
         Settings(jwt_algorithms=["RS256", "none"])
+    with pytest.raises(ValidationError, match="EASYCLAW_USER_MAX_RUNNING needs EASYCLAW_FAIR"):
+        Settings(user_max_running=3, fair_share=False)
 
 
 def test_json_logs_have_stable_event_names_and_hide_secrets() -> None:

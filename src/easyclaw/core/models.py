@@ -118,6 +118,8 @@ class ClaimedJob:
     timeout_seconds: float | None
     created_at: datetime
     concurrency_key: str | None = None
+    user_limited: bool = False
+    """Claimed under its user's limit: when it ends, another job of the user may start."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

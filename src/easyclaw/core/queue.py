@@ -249,6 +249,88 @@ async def list_jobs(
 # ---------------------------------------------------------------- claiming
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Claim:
+    """What one claim started, and where a fair-share claim's ring of users ended."""
+
+    jobs: list[ClaimedJob]
+    ring_end: str | None = None
+    """The last user the claim visited: the next claim of this worker starts after it."""
+    more: bool = False
+    """More jobs may be ready (the ring was cut short, or a user used its whole
+    share): claim again at once rather than wait."""
+
+
+async def claim(
+    conn: AsyncConn,
+    *,
+    worker_id: str,
+    types: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    fair_share: bool = True,
+    cursor: str = "",
+    user_max_running: int = 0,
+) -> Claim:
+    """Lease up to ``limit`` ready jobs to ``worker_id``; each claim is a new attempt.
+
+    With ``fair_share`` the jobs are shared round-robin between the users that
+    have ready ones, starting after ``cursor`` (the previous claim's
+    ``ring_end``), and a user with a limit (``users.max_running``, else
+    ``user_max_running``; 0 means none) never runs more than it at once.
+    Without, they are taken highest priority then oldest first, whoever they
+    belong to, and user limits do not apply.
+    """
+    params = {
+        "worker_id": worker_id,
+        "types": list(types),
+        "limit": limit,
+        "lease_seconds": lease_seconds,
+    }
+    if fair_share:
+        params |= {"cursor": cursor, "user_max_running": user_max_running}
+    result = await conn.execute(query("claim_jobs_fair" if fair_share else "claim_jobs"), params)
+    rows = await result.fetchall()
+    ring_end, more = (rows[0][0], rows[0][1]) if rows else (None, False)
+    return Claim(
+        jobs=[
+            ClaimedJob(
+                id=job_id,
+                user_id=user_id,
+                conversation_id=conversation_id,
+                type=job_type,
+                payload=payload,
+                priority=priority,
+                attempt=attempts,
+                max_attempts=max_attempts,
+                timeout_seconds=timeout_seconds,
+                created_at=created_at,
+                concurrency_key=concurrency_key,
+                user_limited=user_limited,
+            )
+            for (
+                _,
+                _,
+                job_id,
+                user_id,
+                conversation_id,
+                job_type,
+                payload,
+                priority,
+                attempts,
+                max_attempts,
+                timeout_seconds,
+                created_at,
+                concurrency_key,
+                user_limited,
+            ) in rows
+            if job_id is not None
+        ],
+        ring_end=ring_end,
+        more=bool(more),
+    )
+
+
 async def claim_jobs(
     conn: AsyncConn,
     *,
@@ -256,52 +338,31 @@ async def claim_jobs(
     types: Sequence[str],
     limit: int,
     lease_seconds: float,
+    fair_share: bool = False,
 ) -> list[ClaimedJob]:
-    """Lease up to ``limit`` ready jobs to ``worker_id``; each claim is a new attempt."""
-    cursor = await conn.execute(
-        query("claim_jobs"),
-        {
-            "worker_id": worker_id,
-            "types": list(types),
-            "limit": limit,
-            "lease_seconds": lease_seconds,
-        },
+    """The jobs of one :func:`claim` (by default in global priority order)."""
+    claimed = await claim(
+        conn,
+        worker_id=worker_id,
+        types=types,
+        limit=limit,
+        lease_seconds=lease_seconds,
+        fair_share=fair_share,
     )
-    return [
-        ClaimedJob(
-            id=job_id,
-            user_id=user_id,
-            conversation_id=conversation_id,
-            type=job_type,
-            payload=payload,
-            priority=priority,
-            attempt=attempts,
-            max_attempts=max_attempts,
-            timeout_seconds=timeout_seconds,
-            created_at=created_at,
-            concurrency_key=concurrency_key,
-        )
-        for (
-            job_id,
-            user_id,
-            conversation_id,
-            job_type,
-            payload,
-            priority,
-            attempts,
-            max_attempts,
-            timeout_seconds,
-            created_at,
-            concurrency_key,
-        ) in await cursor.fetchall()
-    ]
+    return claimed.jobs
 
 
-async def next_claim_at(conn: AsyncConn, *, types: Sequence[str]) -> datetime | None:
+async def next_claim_at(
+    conn: AsyncConn, *, types: Sequence[str], user_limits: bool = False, user_max_running: int = 0
+) -> datetime | None:
     """When an idle worker should claim again: now if a job it could start is ready
     (held by another claim), else when the earliest scheduled job becomes due;
-    None if nothing is due (wait for NOTIFY or the poll interval)."""
-    cursor = await conn.execute(query("next_claim_at"), {"types": list(types)})
+    None if nothing is due (wait for NOTIFY or the poll interval). With
+    ``user_limits`` (fair share), jobs of users at their limit are not "ready"."""
+    cursor = await conn.execute(
+        query("next_claim_at"),
+        {"types": list(types), "user_limits": user_limits, "user_max_running": user_max_running},
+    )
     row = await cursor.fetchone()
     return row[0] if row else None
 

@@ -45,6 +45,9 @@ from easyclaw.worker.settings import WorkerProcessSettings
 log = EventLogger("easyclaw.worker")
 
 READY_BUT_LOCKED_RECHECK_SECONDS = 0.05
+# Fair-share claims that started nothing but said more may be ready (the ring
+# held only users at their limit or waiting for keys) before the idle rule decides.
+MAX_EMPTY_CLAIM_ROUNDS = 8
 # worker.progress field for each status an outcome was recorded with.
 _PROGRESS_KEYS = {
     JobStatus.COMPLETED: "completed",
@@ -89,6 +92,8 @@ class Worker:
             registry.get(name)  # fail at start, naming the known types, not at the first job
         self.concurrency = settings.worker_concurrency
         self._attempts: dict[UUID, RunningAttempt] = {}
+        # Fair share: the last user this worker's previous claim visited.
+        self._ring_cursor = ""
         self._held: set[UUID] = set()  # leases we hold: running or awaiting their write
         self._wakeup = asyncio.Event()
         self._capacity = asyncio.Event()
@@ -204,6 +209,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0)
+        empty_rounds = 0  # fair-share claims in a row that started nothing but asked for more
         while not self._stop.is_set():
             free = self.concurrency - len(self._held)
             if free <= 0:
@@ -214,19 +220,32 @@ class Worker:
             self._wakeup.clear()
             try:
                 async with pooled(self.pool) as conn:
-                    jobs = await queue.claim_jobs(
+                    claim = await queue.claim(
                         conn,
                         worker_id=self.worker_id,
                         types=self.types,
                         limit=wanted,
                         lease_seconds=self.settings.worker_lease_seconds,
+                        fair_share=self.settings.fair_share,
+                        cursor=self._ring_cursor,
+                        user_max_running=self.settings.user_max_running,
                     )
                     self.last_db_contact = time.monotonic()
-                    for job in jobs:
+                    if claim.ring_end is not None:
+                        self._ring_cursor = claim.ring_end
+                    for job in claim.jobs:
                         self._start(job)
                     sleep_for = None
-                    if len(jobs) < wanted:
+                    if len(claim.jobs) < wanted:
+                        # Users with fewer ready jobs than their share left slots
+                        # over, or the ring held users that could start nothing:
+                        # the next users may have more. A few rounds of nothing
+                        # in a row, and the idle rule decides.
+                        empty_rounds = 0 if claim.jobs else empty_rounds + 1
+                        if claim.more and empty_rounds <= MAX_EMPTY_CLAIM_ROUNDS:
+                            continue
                         sleep_for = await self._idle_timeout(conn)
+                    empty_rounds = 0
             except psycopg.errors.UniqueViolation as error:
                 # Two jobs of one sequential key would have run at once (their
                 # submissions committed out of order): the database refused the
@@ -248,7 +267,12 @@ class Worker:
     async def _idle_timeout(self, conn: AsyncConn) -> float:
         """Sleep until woken, the poll interval, or the next scheduled job, whichever is first."""
         timeout = self.settings.worker_poll_interval_seconds
-        claim_at = await queue.next_claim_at(conn, types=self.types)
+        claim_at = await queue.next_claim_at(
+            conn,
+            types=self.types,
+            user_limits=self.settings.fair_share,
+            user_max_running=self.settings.user_max_running,
+        )
         if claim_at is not None:
             until = (claim_at - datetime.now(UTC)).total_seconds()
             # A ready job we could not claim is locked by another session (a
@@ -329,9 +353,9 @@ class Worker:
             job = finished.job
             if job.id not in self._attempts:  # else a later attempt of it is running
                 self._release_slot(job.id)
-            if job.concurrency_key is not None:
-                # The next job of its key may start now; no NOTIFY announces that,
-                # so this worker (which has a free slot) claims again at once.
+            if job.concurrency_key is not None or job.user_limited:
+                # The next job of its key, or of its user, may start now; no NOTIFY
+                # announces that, so this worker (it has a free slot) claims again.
                 self._wakeup.set()
             fields = {
                 "job_id": str(job.id),

@@ -30,6 +30,18 @@ class WorkerSettings(JobSettings):
         description="pooled connections of a worker process (claims, completions, heartbeat, "
         "maintenance and handlers' queries share them); it opens one more to LISTEN",
     )
+    fair_share: bool = Field(
+        True,
+        description="share workers round-robin between users with ready jobs; false takes "
+        "jobs in global priority order, whoever they belong to (every worker should agree)",
+    )
+    user_max_running: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="most jobs of one user running at once, fleet-wide (users.max_running "
+        "overrides it per user); 0 means no limit. Needs fair share",
+    )
     worker_job_types: CsvList = Field(
         default_factory=list, description="job types this worker runs; empty means all registered"
     )
@@ -49,6 +61,11 @@ class WorkerSettings(JobSettings):
             raise ValueError(
                 "EASYCLAW_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
                 "EASYCLAW_WORKER_LEASE_SECONDS, or every running job would lose its lease"
+            )
+        if self.user_max_running and not self.fair_share:
+            raise ValueError(
+                "EASYCLAW_USER_MAX_RUNNING needs EASYCLAW_FAIR_SHARE=true: per-user limits are "
+                "enforced by the fair-share claim"
             )
         return self
 

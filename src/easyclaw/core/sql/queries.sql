@@ -79,11 +79,12 @@ ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
 -- name: claim_jobs
--- Take up to `limit` ready jobs, highest priority then oldest first. SKIP LOCKED
--- lets any number of workers claim at once without waiting on each other.
--- A job with a concurrency key is ready only if fewer than its limit of jobs of
--- that key are RUNNING or PENDING before it (by seq): see the key rule below,
--- repeated in every claim and in next_claim_at.
+-- Take up to `limit` ready jobs, highest priority then oldest first, whoever
+-- they belong to (EASYCLAW_FAIR_SHARE=false; claim_jobs_fair is the default).
+-- SKIP LOCKED lets any number of workers claim at once without waiting on each
+-- other. A job with a concurrency key is ready only if fewer than its limit of
+-- jobs of that key are RUNNING or PENDING before it (by seq): see the key rule
+-- below, repeated in every claim and in next_claim_at. Columns as claim_jobs_fair.
 WITH next AS (
     SELECT j.id
     FROM jobs AS j
@@ -119,19 +120,201 @@ WITH next AS (
     -- a separate CTE, so the notification is sent once per statement, not per row
     SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
 )
-SELECT claimed.* FROM claimed, notified;
+SELECT NULL::text AS ring_end, false AS more, claimed.*, false AS user_limited
+FROM claimed, notified;
+
+-- name: claim_jobs_fair
+-- Fair share: take up to `limit` ready jobs, shared round-robin between the
+-- users that have some, each user's in priority then age order.
+--
+-- 1. The ring: the users with ready jobs of these types, in user_id order,
+--    starting after %(cursor)s (the last user this worker's previous claim
+--    visited) and wrapping around, at most `limit` of them. Each step is one
+--    probe of jobs_user_pending_idx (a loose index scan), so 100,000 waiting
+--    users cost a claim no more than 10.
+-- 2. Room: a user with a limit (users.max_running, else %(user_max_running)s;
+--    0 is none) may start max_running minus its RUNNING jobs. Counting needs a
+--    fresh view: the claim locks the user's row (SKIP LOCKED: another claim for
+--    that user is running, so skip the user this time) and compares
+--    claim_version with what its snapshot saw; every claim that starts jobs of
+--    a limited user bumps it, so equal means the snapshot's RUNNING count is
+--    exact (finishes since only make it lower). Users without a limit touch
+--    nothing.
+-- 3. Shares: `limit` split evenly between the users with room, none given
+--    more than its room; what a user cannot take goes to the others.
+-- 4. Each user's share of their ready jobs (the key rule applies), locked
+--    SKIP LOCKED, becomes RUNNING.
+-- One row per claimed job, or one row of NULLs if none; ring_end and more tell
+-- the worker where to start next time and whether to claim again at once.
+WITH RECURSIVE after_cursor (user_id, n) AS (
+    -- Each probe reads the first entry of jobs_user_pending_idx after a user (its
+    -- ORDER BY is that index's, so no other index can answer it as cheaply).
+    SELECT (SELECT j.user_id FROM jobs AS j
+            WHERE j.status = 'PENDING' AND j.user_id > %(cursor)s
+              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+            ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
+            LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT j.user_id FROM jobs AS j
+            WHERE j.status = 'PENDING' AND j.user_id > visited.user_id
+              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+            ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
+            LIMIT 1), visited.n + 1
+    FROM after_cursor AS visited
+    WHERE visited.user_id IS NOT NULL AND visited.n < %(limit)s
+), before_cursor (user_id, n) AS (
+    SELECT (SELECT j.user_id FROM jobs AS j
+            WHERE j.status = 'PENDING' AND j.user_id <= %(cursor)s
+              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+            ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
+            LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT j.user_id FROM jobs AS j
+            WHERE j.status = 'PENDING' AND j.user_id > visited.user_id
+              AND j.user_id <= %(cursor)s
+              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+            ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
+            LIMIT 1), visited.n + 1
+    FROM before_cursor AS visited
+    WHERE visited.user_id IS NOT NULL
+      AND visited.n < %(limit)s - (SELECT count(user_id) FROM after_cursor)
+), ring AS MATERIALIZED (
+    SELECT user_id, row_number() OVER (ORDER BY lap, n) AS position
+    FROM (SELECT user_id, 0 AS lap, n FROM after_cursor WHERE user_id IS NOT NULL
+          UNION ALL
+          SELECT user_id, 1 AS lap, n FROM before_cursor WHERE user_id IS NOT NULL) AS visited
+    ORDER BY lap, n
+    LIMIT %(limit)s
+), ring_users AS MATERIALIZED (
+    SELECT ring.user_id, ring.position, u.claim_version,
+           coalesce(u.max_running, %(user_max_running)s) AS max_running
+    FROM ring JOIN users AS u ON u.id = ring.user_id
+), locked_users AS MATERIALIZED (
+    SELECT u.id, u.claim_version
+    FROM users AS u
+    WHERE u.id IN (SELECT user_id FROM ring_users WHERE max_running > 0)
+    ORDER BY u.id
+    FOR UPDATE OF u SKIP LOCKED
+), room AS MATERIALIZED (
+    SELECT r.user_id, r.position,
+           CASE WHEN r.max_running = 0 THEN %(limit)s
+                WHEN l.claim_version IS DISTINCT FROM r.claim_version THEN 0
+                ELSE r.max_running
+                     - (SELECT count(*) FROM (SELECT FROM jobs AS running
+                                              WHERE running.user_id = r.user_id
+                                                AND running.status = 'RUNNING'
+                                              LIMIT r.max_running) AS counted)
+           END AS room
+    FROM ring_users AS r LEFT JOIN locked_users AS l ON l.id = r.user_id
+), ranked AS MATERIALIZED (
+    -- Water-filling `limit` slots over the users' rooms, smallest room first: a
+    -- user whose room is within an even split of what the users before it left
+    -- gets its room (these users are a prefix of this order), the others share
+    -- the rest evenly, the first of them in ring order one more.
+    SELECT user_id, position, room,
+           room * (count(*) OVER () - row_number() OVER (ORDER BY room, position) + 1)
+               <= %(limit)s - coalesce(sum(room) OVER (ORDER BY room, position
+                                                      ROWS BETWEEN UNBOUNDED PRECEDING
+                                                               AND 1 PRECEDING), 0)
+               AS within_room
+    FROM room
+    WHERE room > 0
+), split AS MATERIALIZED (
+    SELECT user_id, position, room, within_room,
+           (%(limit)s - coalesce(sum(room) FILTER (WHERE within_room) OVER (), 0))::bigint
+               AS free,
+           count(*) FILTER (WHERE NOT within_room) OVER () AS sharing,
+           row_number() OVER (PARTITION BY within_room ORDER BY position) AS turn
+    FROM ranked
+), shares AS MATERIALIZED (
+    SELECT user_id, room,
+           CASE WHEN within_room THEN room
+                ELSE least(room, free / sharing + CASE WHEN turn <= mod(free, sharing)
+                                                       THEN 1 ELSE 0 END)
+           END AS share
+    FROM split
+), next AS MATERIALIZED (
+    SELECT picked.id
+    FROM shares AS s
+    CROSS JOIN LATERAL (
+        SELECT j.id
+        FROM jobs AS j
+        WHERE j.user_id = s.user_id AND j.status = 'PENDING' AND j.run_at <= now()
+          AND j.type = ANY(%(types)s::text[])
+          -- key rule
+          AND (j.concurrency_key IS NULL
+               OR (SELECT count(*) FROM (SELECT FROM jobs AS k
+                                         WHERE k.concurrency_key = j.concurrency_key
+                                           AND k.status = 'RUNNING'
+                                         LIMIT j.concurrency_limit) AS running)
+                  + (SELECT count(*) FROM (SELECT FROM jobs AS k
+                                           WHERE k.concurrency_key = j.concurrency_key
+                                             AND k.status = 'PENDING' AND k.seq < j.seq
+                                           LIMIT j.concurrency_limit) AS earlier)
+                  < j.concurrency_limit)
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT s.share
+        FOR UPDATE OF j SKIP LOCKED
+    ) AS picked
+), claimed AS (
+    UPDATE jobs AS j
+    SET status = 'RUNNING',
+        worker_id = %(worker_id)s,
+        attempts = j.attempts + 1,
+        locked_at = now(),
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        started_at = now(),
+        updated_at = now()
+    FROM next
+    WHERE j.id = next.id
+    RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
+              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
+), bumped AS (
+    UPDATE users AS u
+    SET claim_version = u.claim_version + 1
+    FROM locked_users AS l
+    WHERE u.id = l.id AND l.id IN (SELECT user_id FROM claimed)
+), notified AS (
+    -- a separate CTE, so the notification is sent once per statement, not per row
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
+), ring_info AS (
+    -- More may be ready if the ring was cut at `limit` users, or if a user got
+    -- all of a share below its room (it may have more jobs than that).
+    SELECT (SELECT user_id FROM ring ORDER BY position DESC LIMIT 1) AS ring_end,
+           (SELECT count(*) FROM ring) >= %(limit)s
+           OR EXISTS (SELECT FROM shares
+                      WHERE shares.share < shares.room
+                        AND shares.share <= (SELECT count(*) FROM claimed
+                                             WHERE claimed.user_id = shares.user_id))
+               AS more
+)
+SELECT ring_info.ring_end, ring_info.more, started.*
+FROM ring_info
+LEFT JOIN (SELECT claimed.*, claimed.user_id IN (SELECT id FROM locked_users) AS user_limited
+           FROM claimed, notified) AS started ON true;
 
 -- name: next_claim_at
 -- When an idle worker should claim again. now() if a job it could start is
 -- ready (another claim holds its lock: look again shortly); otherwise when the
 -- earliest scheduled job becomes due; NULL if nothing is due (sleep until
--- NOTIFY or the poll interval). Jobs waiting for their key are not "ready":
--- the worker that finishes the job before them claims again at once, and a
--- reaped or cancelled one sends NOTIFY.
+-- NOTIFY or the poll interval). Jobs waiting for their key, and with
+-- %(user_limits)s jobs of users at their limit, are not "ready": the worker that
+-- finishes the job in their way claims again at once, and a reaped or cancelled
+-- one sends NOTIFY.
 SELECT CASE
     WHEN EXISTS (
         SELECT FROM jobs AS j
+        LEFT JOIN users AS u
+               ON %(user_limits)s AND u.id = j.user_id
+              AND coalesce(u.max_running, %(user_max_running)s) > 0
         WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+          AND (u.id IS NULL
+               OR (SELECT count(*) FROM (SELECT FROM jobs AS running
+                                         WHERE running.user_id = j.user_id
+                                           AND running.status = 'RUNNING'
+                                         LIMIT coalesce(u.max_running, %(user_max_running)s))
+                                   AS counted)
+                  < coalesce(u.max_running, %(user_max_running)s))
           -- key rule
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
