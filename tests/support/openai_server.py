@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,9 @@ class OpenAICompatibleServer:
     received: threading.Event = field(default_factory=threading.Event)
     connections: set[tuple[str, int]] = field(default_factory=set)
     """The client (address, port) of every TCP connection a request came on."""
+    arrivals: list[float] = field(default_factory=list)
+    """``time.time()`` when each request arrived, in the order of ``requests``
+    (rate-limit tests compare them with the database's start times)."""
 
     def then(self, *answers: Answer) -> None:
         self.script.extend(answers)
@@ -86,6 +90,7 @@ def openai_compatible_server() -> Iterator[OpenAICompatibleServer]:
         protocol_version = "HTTP/1.1"  # keep-alive, as real providers do
 
         def do_POST(self) -> None:
+            arrived = time.time()
             state.connections.add(self.client_address)
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
@@ -93,6 +98,7 @@ def openai_compatible_server() -> Iterator[OpenAICompatibleServer]:
             length = int(self.headers.get("content-length") or 0)
             request = json.loads(self.rfile.read(length))
             state.requests.append(request)
+            state.arrivals.append(arrived)
             state.authorizations.append(self.headers.get("authorization"))
             state.received.set()
             answer = state.script.popleft() if state.script else Answer()

@@ -1,9 +1,13 @@
-"""A worker and concurrency keys (in-process worker, real database): the next
-job of a key starts as soon as the one before it finishes, without a poll, and
-a claim the database refuses (two running jobs of a sequential key) is logged
-and claimed again rather than failing the worker."""
+"""A worker and what holds jobs back (in-process worker, real database): the next
+job of a key starts as soon as the one before it finishes, without a poll; a
+claim the database refuses (two running jobs of a sequential key) is logged and
+claimed again rather than failing the worker; and a worker whose only ready
+work is rate-limited sleeps until the bucket refills instead of polling."""
 
 from __future__ import annotations
+
+import itertools
+from typing import Any
 
 import psycopg
 import pytest
@@ -99,3 +103,36 @@ async def test_jobs_without_a_key_are_unaffected_by_a_busy_key(
         assert (await get(conn, waiting.id)).status is JobStatus.PENDING
         await wait_status(conn, blocker.id, JobStatus.COMPLETED, timeout=10)
         await wait_status(conn, waiting.id, JobStatus.COMPLETED, timeout=5)
+
+
+async def test_an_idle_worker_waits_for_the_next_token_instead_of_polling(
+    database_url: str, pool: AsyncPool, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only rate-limited work is ready: the worker sleeps until the bucket refills.
+
+    The worker's claims are counted as it makes them (a spy around the real
+    ``queue.claim``): per token one claim that starts a job, one that finds the
+    bucket empty, and one idle check. Polling every 50 ms for the ready but
+    limited jobs would add some 20 claims per second.
+    """
+    claims: list[int] = []
+    real_claim = queue.claim
+
+    async def counted_claim(*args: Any, **kwargs: Any) -> queue.Claim:
+        result = await real_claim(*args, **kwargs)
+        claims.append(len(result.jobs))
+        return result
+
+    monkeypatch.setattr(queue, "claim", counted_claim)
+    settings = make_settings(
+        database_url, rate_limits="type:SLEEP=4/s", worker_poll_interval_seconds=30
+    )
+    jobs = [await enqueue(conn, "SLEEP", {"seconds": 0}) for _ in range(8)]
+    async with running_worker(settings, pool):
+        for job in jobs:
+            await wait_status(conn, job.id, JobStatus.COMPLETED, timeout=10)
+    starts = [(await get(conn, job.id)).started_at for job in jobs]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert min(gaps) > 0.2, f"jobs started faster than 4/s: {gaps}"
+    assert sum(claims) == len(jobs)
+    assert len(claims) <= 2 * len(jobs) + 2, f"{len(claims)} claims for {len(jobs)} tokens"

@@ -40,6 +40,7 @@ from easyclaw.core.models import (
     ReapedJob,
 )
 from easyclaw.core.queries import query
+from easyclaw.core.scheduling import RateLimit
 from easyclaw.core.storable import ENCODED_NUL, without_nul
 
 # ---------------------------------------------------------------- users
@@ -559,3 +560,37 @@ async def queue_stats(conn: AsyncConn, *, worker_alive_seconds: float = 60.0) ->
     row = await cursor.fetchone()
     assert row is not None
     return QueueStats(**row)
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+async def configure_rate_limits(
+    conn: AsyncConn, *, limits: Sequence[RateLimit], buckets_by_type: dict[str, list[str]]
+) -> None:
+    """Make ``limits`` the fleet's token buckets, and ``buckets_by_type`` the buckets
+    each of those job types takes from (one transaction; a worker does it at start)."""
+    async with conn.transaction():
+        await conn.execute(query("lock_rate_limit_configuration"))
+        names = [limit.name for limit in limits]
+        await conn.execute(query("drop_other_rate_limits"), {"names": names})
+        await conn.execute(
+            query("upsert_rate_limits"),
+            {
+                "names": names,
+                "rates": [limit.rate for limit in limits],
+                "bursts": [limit.burst for limit in limits],
+                "costs": [limit.claim_cost for limit in limits],
+            },
+        )
+        await conn.execute(query("clear_rate_limit_types"), {"types": list(buckets_by_type)})
+        pairs = [(job_type, b) for job_type, names in buckets_by_type.items() for b in names]
+        await conn.execute(
+            query("insert_rate_limit_types"),
+            {"job_types": [t for t, _ in pairs], "buckets": [b for _, b in pairs]},
+        )
+
+
+async def debit_rate_limit(conn: AsyncConn, *, name: str, amount: float) -> None:
+    """Take ``amount`` from a bucket (a model's tokens after a call); no bucket, no-op."""
+    await conn.execute(query("debit_rate_limit"), {"name": name, "amount": amount})

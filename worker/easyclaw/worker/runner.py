@@ -37,6 +37,7 @@ from easyclaw.core.jobtypes import JobContext, JobType, JobTypeRegistry, Process
 from easyclaw.core.jsonlog import EventLogger
 from easyclaw.core.models import ClaimedJob, JobStatus, Outcome
 from easyclaw.core.notifications import CANCEL, JOBS_READY, Listener
+from easyclaw.core.scheduling import buckets_of
 from easyclaw.worker import metrics
 from easyclaw.worker.completions import CompletionRecorder, FinishedAttempt, Recorded
 from easyclaw.worker.execution import run_attempt
@@ -210,7 +211,19 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0)
         empty_rounds = 0  # fair-share claims in a row that started nothing but asked for more
+        rate_limits_written = False
         while not self._stop.is_set():
+            if not rate_limits_written:
+                try:
+                    async with pooled(self.pool) as conn:
+                        await self._configure_rate_limits(conn)
+                    rate_limits_written = True
+                except Exception as error:
+                    self._log_db_error("rate_limits", error)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(backoff.next_delay()):
+                            await self._stop.wait()
+                    continue
             free = self.concurrency - len(self._held)
             if free <= 0:
                 self._capacity.clear()
@@ -263,6 +276,22 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(sleep_for):
                         await self._wakeup.wait()
+
+    async def _configure_rate_limits(self, conn: AsyncConn) -> None:
+        """Write EASYCLAW_RATE_LIMITS, and which of them each of this worker's job types
+        takes from, to the database (the fleet shares the buckets)."""
+        limits = self.settings.rate_limit_buckets
+        buckets_by_type = {}
+        for name in self.types:
+            job_type = self.registry.get(name)
+            providers = job_type.providers(self.settings) if job_type.providers else []
+            buckets_by_type[name] = buckets_of(name, providers, limits)
+        await queue.configure_rate_limits(conn, limits=limits, buckets_by_type=buckets_by_type)
+        log.info(
+            "rate_limits.configured",
+            buckets={limit.name: f"{limit.rate:g}/s burst {limit.burst:g}" for limit in limits},
+            job_types={name: found for name, found in buckets_by_type.items() if found},
+        )
 
     async def _idle_timeout(self, conn: AsyncConn) -> float:
         """Sleep until woken, the poll interval, or the next scheduled job, whichever is first."""

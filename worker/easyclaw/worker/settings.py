@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from easyclaw.agents.settings import AgentSettings
+from easyclaw.core.scheduling import RateLimit, parse_rate_limits
 from easyclaw.core.settings import CsvList, JobSettings, default_worker_name
 
 
@@ -42,6 +43,11 @@ class WorkerSettings(JobSettings):
         description="most jobs of one user running at once, fleet-wide (users.max_running "
         "overrides it per user); 0 means no limit. Needs fair share",
     )
+    rate_limits: str = Field(
+        "",
+        description="fleet-wide token buckets, `type:CHAT=5/s,provider:openai=60/min;burst=10,"
+        "tokens:provider:openai=90000/min`; a worker writes them to the database at start",
+    )
     worker_job_types: CsvList = Field(
         default_factory=list, description="job types this worker runs; empty means all registered"
     )
@@ -55,6 +61,10 @@ class WorkerSettings(JobSettings):
         "(controller.kubernetes.io/pod-deletion-cost) so scale-in removes idle workers first",
     )
 
+    @property
+    def rate_limit_buckets(self) -> list[RateLimit]:
+        return parse_rate_limits(self.rate_limits)
+
     @model_validator(mode="after")
     def _check_lease(self) -> WorkerSettings:
         if self.worker_heartbeat_interval_seconds >= self.worker_lease_seconds:
@@ -62,6 +72,10 @@ class WorkerSettings(JobSettings):
                 "EASYCLAW_WORKER_HEARTBEAT_INTERVAL_SECONDS must be shorter than "
                 "EASYCLAW_WORKER_LEASE_SECONDS, or every running job would lose its lease"
             )
+        try:
+            parse_rate_limits(self.rate_limits)
+        except ValueError as error:
+            raise ValueError(f"EASYCLAW_RATE_LIMITS: {error}") from None
         if self.user_max_running and not self.fair_share:
             raise ValueError(
                 "EASYCLAW_USER_MAX_RUNNING needs EASYCLAW_FAIR_SHARE=true: per-user limits are "

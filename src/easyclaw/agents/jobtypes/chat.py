@@ -22,6 +22,7 @@ from easyclaw.agents.conversations import (
     user_has_conversation,
 )
 from easyclaw.agents.llm import ChatMessage, chat_provider_from_settings
+from easyclaw.agents.llm.limits import chat_providers, debit_model_tokens
 from easyclaw.agents.llm.prices import cost_of, price_for
 from easyclaw.agents.settings import agent_settings
 from easyclaw.core.db import AsyncConn, pooled
@@ -58,6 +59,7 @@ async def run_chat(ctx: JobContext) -> dict[str, Any]:
         messages=[*history, ChatMessage("user", payload.message)],
         max_tokens=settings.chat_max_tokens,
     )
+    await debit_model_tokens(ctx.pool, ctx.settings, reply)
     price = price_for(settings.model_prices, reply.model, settings.chat_model)
     cost = cost_of(price, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out)
     usage = {"model": reply.model, "tokensIn": reply.tokens_in, "tokensOut": reply.tokens_out}
@@ -118,6 +120,7 @@ CHAT = JobType(
     handler=run_chat,
     payload_model=ChatPayload,
     conversational=True,
+    providers=chat_providers,
     description="Sends a message to the configured language model, with the conversation's "
     "recent history, and stores both in the conversation.",
 )

@@ -27,6 +27,7 @@ from easyclaw.agents.jobtypes.research_extract import PageText, decode, extract_
 from easyclaw.agents.jobtypes.research_fetch import FetchedPage, fetch_page
 from easyclaw.agents.jobtypes.research_search import search
 from easyclaw.agents.llm import ChatMessage, chat_provider_from_settings
+from easyclaw.agents.llm.limits import debit_model_tokens, summarising_providers
 from easyclaw.agents.llm.prices import cost_of, price_for
 from easyclaw.agents.settings import agent_settings
 from easyclaw.core.db import AsyncConn
@@ -127,6 +128,7 @@ async def summarise(ctx: JobContext, content: PageText) -> dict[str, Any]:
         messages=[ChatMessage("user", page)],
         max_tokens=agent_settings(ctx.settings).chat_max_tokens,
     )
+    await debit_model_tokens(ctx.pool, ctx.settings, reply)
     settings, job = agent_settings(ctx.settings), ctx.job
     price = price_for(settings.model_prices, reply.model, settings.chat_model)
     cost = cost_of(price, tokens_in=reply.tokens_in, tokens_out=reply.tokens_out)
@@ -171,4 +173,5 @@ RESEARCH = JobType(
     payload_model=ResearchPayload,
     timeout_seconds=120,
     uses_state=True,
+    providers=summarising_providers,
 )

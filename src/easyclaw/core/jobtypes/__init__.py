@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -71,6 +71,10 @@ class JobType:
     """Jobs belong to a conversation (CHAT): one is started when a job is submitted
     without one, and the jobs of a conversation run one at a time, in submission
     order (concurrency key ``conversation:<id>``, limit 1)."""
+    providers: Callable[[Any], Sequence[str]] | None = None
+    """The external services a job calls, given the process's settings (CHAT: the
+    configured model provider): its starts count against the fleet-wide rate
+    limits ``provider:<name>`` (see EASYCLAW_RATE_LIMITS)."""
 
     def __post_init__(self) -> None:
         if not TYPE_NAME.fullmatch(self.name):

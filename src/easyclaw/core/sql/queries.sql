@@ -84,11 +84,25 @@ LIMIT %(limit)s;
 -- SKIP LOCKED lets any number of workers claim at once without waiting on each
 -- other. A job with a concurrency key is ready only if fewer than its limit of
 -- jobs of that key are RUNNING or PENDING before it (by seq): see the key rule
--- below, repeated in every claim and in next_claim_at. Columns as claim_jobs_fair.
-WITH next AS (
-    SELECT j.id
+-- below, repeated in every claim and in next_claim_at. Rate limits as in
+-- claim_jobs_fair (5.), whose columns this returns.
+WITH buckets AS MATERIALIZED (
+    -- rate limits: the token buckets these job types take from, refilled to now
+    -- (as this claim's snapshot sees them; the debit re-reads the latest row)
+    SELECT m.job_type, b.name, b.rate, b.claim_cost,
+           least(b.burst, b.tokens + b.rate * extract(epoch FROM clock_timestamp() - b.updated_at))
+               AS tokens
+    FROM rate_limit_types AS m JOIN rate_limits AS b ON b.name = m.bucket
+    WHERE m.job_type = ANY(%(types)s::text[])
+), open AS MATERIALIZED (
+    -- the job types whose every bucket holds a token
+    SELECT t AS type
+    FROM unnest(%(types)s::text[]) AS t
+    WHERE NOT EXISTS (SELECT FROM buckets WHERE buckets.job_type = t AND buckets.tokens < 1)
+), locked AS (
+    SELECT j.id, j.type, j.priority, j.run_at
     FROM jobs AS j
-    WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+    WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
       -- key rule
       AND (j.concurrency_key IS NULL
            OR (SELECT count(*) FROM (SELECT FROM jobs AS k
@@ -103,6 +117,43 @@ WITH next AS (
     ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT %(limit)s
     FOR UPDATE OF j SKIP LOCKED
+), next AS MATERIALIZED (
+    SELECT id, type, row_number() OVER (ORDER BY priority DESC, run_at, id) AS slot
+    FROM locked
+), taking AS MATERIALIZED (
+    -- rate limits: each picked job's buckets, numbered in claim order; the n-th
+    -- job taking from a bucket needs n * claim_cost of its tokens
+    SELECT next.id, b.name, b.claim_cost,
+           row_number() OVER (PARTITION BY b.name ORDER BY next.slot) * b.claim_cost
+               <= b.tokens AS affordable
+    FROM next JOIN buckets AS b ON b.job_type = next.type
+), spent AS (
+    SELECT t.name, sum(t.claim_cost) AS amount
+    FROM taking AS t
+    WHERE t.claim_cost > 0
+      AND NOT EXISTS (SELECT FROM taking AS other WHERE other.id = t.id AND NOT other.affordable)
+    GROUP BY t.name
+), debited AS (
+    -- Take the tokens from each bucket's latest row (waiting for a concurrent
+    -- claim that holds it). If that claim took them first and too few are left,
+    -- take none: the jobs that needed them stay PENDING, no attempt spent.
+    UPDATE rate_limits AS b
+    SET tokens = least(b.burst, b.tokens + b.rate * extract(epoch FROM clock_timestamp()
+                                                                      - b.updated_at))
+                 - spent.amount,
+        updated_at = clock_timestamp()
+    FROM spent
+    WHERE b.name = spent.name
+      AND least(b.burst, b.tokens + b.rate * extract(epoch FROM clock_timestamp()
+                                                              - b.updated_at)) >= spent.amount
+    RETURNING b.name
+), granted AS MATERIALIZED (
+    SELECT next.id
+    FROM next
+    WHERE NOT EXISTS (SELECT FROM taking AS t
+                      WHERE t.id = next.id
+                        AND (NOT t.affordable
+                             OR (t.claim_cost > 0 AND t.name NOT IN (SELECT name FROM debited))))
 ), claimed AS (
     UPDATE jobs AS j
     SET status = 'RUNNING',
@@ -112,15 +163,17 @@ WITH next AS (
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
         started_at = now(),
         updated_at = now()
-    FROM next
-    WHERE j.id = next.id
+    FROM granted
+    WHERE j.id = granted.id
     RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
               j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
 ), notified AS (
     -- a separate CTE, so the notification is sent once per statement, not per row
     SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
 )
-SELECT NULL::text AS ring_end, false AS more, claimed.*, false AS user_limited
+SELECT NULL::text AS ring_end,
+       EXISTS (SELECT FROM next WHERE next.id NOT IN (SELECT id FROM granted)) AS more,
+       claimed.*, false AS user_limited
 FROM claimed, notified;
 
 -- name: claim_jobs_fair
@@ -143,21 +196,39 @@ FROM claimed, notified;
 -- 3. Shares: `limit` split evenly between the users with room, none given
 --    more than its room; what a user cannot take goes to the others.
 -- 4. Each user's share of their ready jobs (the key rule applies), locked
---    SKIP LOCKED, becomes RUNNING.
+--    SKIP LOCKED, becomes RUNNING, as far as the rate limits allow (5.).
+-- 5. Rate limits (both claims): only job types whose token buckets hold a
+--    token are looked at; the picked jobs take their buckets' tokens in claim
+--    order, and a bucket is debited only if its latest row still has them (an
+--    UPDATE waits for a concurrent claim holding it, then re-checks). So in any
+--    window of t seconds a bucket admits at most burst + rate * t starts.
 -- One row per claimed job, or one row of NULLs if none; ring_end and more tell
 -- the worker where to start next time and whether to claim again at once.
-WITH RECURSIVE after_cursor (user_id, n) AS (
+WITH RECURSIVE buckets AS MATERIALIZED (
+    -- rate limits: the token buckets these job types take from, refilled to now
+    -- (as this claim's snapshot sees them; the debit re-reads the latest row)
+    SELECT m.job_type, b.name, b.rate, b.claim_cost,
+           least(b.burst, b.tokens + b.rate * extract(epoch FROM clock_timestamp() - b.updated_at))
+               AS tokens
+    FROM rate_limit_types AS m JOIN rate_limits AS b ON b.name = m.bucket
+    WHERE m.job_type = ANY(%(types)s::text[])
+), open AS MATERIALIZED (
+    -- the job types whose every bucket holds a token
+    SELECT t AS type
+    FROM unnest(%(types)s::text[]) AS t
+    WHERE NOT EXISTS (SELECT FROM buckets WHERE buckets.job_type = t AND buckets.tokens < 1)
+), after_cursor (user_id, n) AS (
     -- Each probe reads the first entry of jobs_user_pending_idx after a user (its
     -- ORDER BY is that index's, so no other index can answer it as cheaply).
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id > %(cursor)s
-              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), 1
     UNION ALL
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id > visited.user_id
-              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), visited.n + 1
     FROM after_cursor AS visited
@@ -165,14 +236,14 @@ WITH RECURSIVE after_cursor (user_id, n) AS (
 ), before_cursor (user_id, n) AS (
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id <= %(cursor)s
-              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), 1
     UNION ALL
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id > visited.user_id
               AND j.user_id <= %(cursor)s
-              AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), visited.n + 1
     FROM before_cursor AS visited
@@ -227,20 +298,26 @@ WITH RECURSIVE after_cursor (user_id, n) AS (
            row_number() OVER (PARTITION BY within_room ORDER BY position) AS turn
     FROM ranked
 ), shares AS MATERIALIZED (
-    SELECT user_id, room,
+    SELECT user_id, position, room,
            CASE WHEN within_room THEN room
                 ELSE least(room, free / sharing + CASE WHEN turn <= mod(free, sharing)
                                                        THEN 1 ELSE 0 END)
            END AS share
     FROM split
 ), next AS MATERIALIZED (
-    SELECT picked.id
-    FROM shares AS s
-    CROSS JOIN LATERAL (
-        SELECT j.id
+    -- slot: the order of the round-robin (each user's first job, then each one's
+    -- second, ...), in which rate-limit tokens are handed out
+    SELECT id, type, row_number() OVER (ORDER BY turn, position) AS slot
+    FROM (SELECT picked.id, picked.type, s.position,
+                 row_number() OVER (PARTITION BY s.user_id
+                                    ORDER BY picked.priority DESC, picked.run_at, picked.id)
+                     AS turn
+          FROM shares AS s
+          CROSS JOIN LATERAL (
+        SELECT j.id, j.type, j.priority, j.run_at
         FROM jobs AS j
         WHERE j.user_id = s.user_id AND j.status = 'PENDING' AND j.run_at <= now()
-          AND j.type = ANY(%(types)s::text[])
+          AND j.type IN (SELECT type FROM open)
           -- key rule
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
@@ -255,7 +332,41 @@ WITH RECURSIVE after_cursor (user_id, n) AS (
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT s.share
         FOR UPDATE OF j SKIP LOCKED
-    ) AS picked
+          ) AS picked) AS taken
+), taking AS MATERIALIZED (
+    -- rate limits: each picked job's buckets, numbered in claim order; the n-th
+    -- job taking from a bucket needs n * claim_cost of its tokens
+    SELECT next.id, b.name, b.claim_cost,
+           row_number() OVER (PARTITION BY b.name ORDER BY next.slot) * b.claim_cost
+               <= b.tokens AS affordable
+    FROM next JOIN buckets AS b ON b.job_type = next.type
+), spent AS (
+    SELECT t.name, sum(t.claim_cost) AS amount
+    FROM taking AS t
+    WHERE t.claim_cost > 0
+      AND NOT EXISTS (SELECT FROM taking AS other WHERE other.id = t.id AND NOT other.affordable)
+    GROUP BY t.name
+), debited AS (
+    -- Take the tokens from each bucket's latest row (waiting for a concurrent
+    -- claim that holds it). If that claim took them first and too few are left,
+    -- take none: the jobs that needed them stay PENDING, no attempt spent.
+    UPDATE rate_limits AS b
+    SET tokens = least(b.burst, b.tokens + b.rate * extract(epoch FROM clock_timestamp()
+                                                                      - b.updated_at))
+                 - spent.amount,
+        updated_at = clock_timestamp()
+    FROM spent
+    WHERE b.name = spent.name
+      AND least(b.burst, b.tokens + b.rate * extract(epoch FROM clock_timestamp()
+                                                              - b.updated_at)) >= spent.amount
+    RETURNING b.name
+), granted AS MATERIALIZED (
+    SELECT next.id
+    FROM next
+    WHERE NOT EXISTS (SELECT FROM taking AS t
+                      WHERE t.id = next.id
+                        AND (NOT t.affordable
+                             OR (t.claim_cost > 0 AND t.name NOT IN (SELECT name FROM debited))))
 ), claimed AS (
     UPDATE jobs AS j
     SET status = 'RUNNING',
@@ -265,8 +376,8 @@ WITH RECURSIVE after_cursor (user_id, n) AS (
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
         started_at = now(),
         updated_at = now()
-    FROM next
-    WHERE j.id = next.id
+    FROM granted
+    WHERE j.id = granted.id
     RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
               j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
 ), bumped AS (
@@ -278,10 +389,12 @@ WITH RECURSIVE after_cursor (user_id, n) AS (
     -- a separate CTE, so the notification is sent once per statement, not per row
     SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
 ), ring_info AS (
-    -- More may be ready if the ring was cut at `limit` users, or if a user got
-    -- all of a share below its room (it may have more jobs than that).
+    -- More may be ready if the ring was cut at `limit` users, if a user got all
+    -- of a share below its room (it may have more jobs than that), or if a rate
+    -- limit held back jobs it picked (jobs of other types may be behind them).
     SELECT (SELECT user_id FROM ring ORDER BY position DESC LIMIT 1) AS ring_end,
            (SELECT count(*) FROM ring) >= %(limit)s
+           OR EXISTS (SELECT FROM next WHERE next.id NOT IN (SELECT id FROM granted))
            OR EXISTS (SELECT FROM shares
                       WHERE shares.share < shares.room
                         AND shares.share <= (SELECT count(*) FROM claimed
@@ -296,18 +409,31 @@ LEFT JOIN (SELECT claimed.*, claimed.user_id IN (SELECT id FROM locked_users) AS
 -- name: next_claim_at
 -- When an idle worker should claim again. now() if a job it could start is
 -- ready (another claim holds its lock: look again shortly); otherwise when the
--- earliest scheduled job becomes due; NULL if nothing is due (sleep until
+-- earliest scheduled job becomes due or an empty rate-limit bucket that a ready
+-- job waits for refills, whichever is first; NULL if neither (sleep until
 -- NOTIFY or the poll interval). Jobs waiting for their key, and with
 -- %(user_limits)s jobs of users at their limit, are not "ready": the worker that
 -- finishes the job in their way claims again at once, and a reaped or cancelled
 -- one sends NOTIFY.
+WITH buckets AS MATERIALIZED (
+    SELECT m.job_type, b.name, b.rate,
+           least(b.burst, b.tokens + b.rate * extract(epoch FROM clock_timestamp() - b.updated_at))
+               AS tokens
+    FROM rate_limit_types AS m JOIN rate_limits AS b ON b.name = m.bucket
+    WHERE m.job_type = ANY(%(types)s::text[])
+), open AS MATERIALIZED (
+    SELECT t AS type
+    FROM unnest(%(types)s::text[]) AS t
+    WHERE NOT EXISTS (SELECT FROM buckets WHERE buckets.job_type = t AND buckets.tokens < 1)
+)
 SELECT CASE
     WHEN EXISTS (
         SELECT FROM jobs AS j
         LEFT JOIN users AS u
                ON %(user_limits)s AND u.id = j.user_id
               AND coalesce(u.max_running, %(user_max_running)s) > 0
-        WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type = ANY(%(types)s::text[])
+        WHERE j.status = 'PENDING' AND j.run_at <= now()
+          AND j.type IN (SELECT type FROM open)
           AND (u.id IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS running
                                          WHERE running.user_id = j.user_id
@@ -327,8 +453,16 @@ SELECT CASE
                                            LIMIT j.concurrency_limit) AS earlier)
                   < j.concurrency_limit))
     THEN now()
-    ELSE (SELECT min(run_at) FROM jobs
-          WHERE status = 'PENDING' AND run_at > now() AND type = ANY(%(types)s::text[]))
+    ELSE least(
+        (SELECT min(run_at) FROM jobs
+         WHERE status = 'PENDING' AND run_at > now() AND type = ANY(%(types)s::text[])),
+        -- when the first empty bucket that a ready job waits for holds a token again
+        (SELECT clock_timestamp() + make_interval(secs => min((1 - b.tokens) / b.rate))
+         FROM buckets AS b
+         WHERE b.tokens < 1
+           AND EXISTS (SELECT FROM jobs AS j
+                       WHERE j.status = 'PENDING' AND j.run_at <= now()
+                         AND j.type = b.job_type)))
 END AS claim_at;
 
 -- name: finish_jobs
@@ -450,6 +584,46 @@ SELECT reaped.* FROM reaped, notified;
 
 -- name: notify_jobs_ready
 SELECT pg_notify('easyclaw_jobs_ready', '');
+
+-- name: lock_rate_limit_configuration
+-- Workers starting together write the rate limits one after another.
+SELECT pg_advisory_xact_lock(4999404026017374586);
+
+-- name: drop_other_rate_limits
+-- The configuration is the fleet's: buckets it no longer names go (with their
+-- job types, by cascade).
+DELETE FROM rate_limits WHERE NOT name = ANY(%(names)s::text[]);
+
+-- name: upsert_rate_limits
+-- A new bucket starts full; a changed one keeps its tokens, up to its new burst.
+INSERT INTO rate_limits (name, rate, burst, claim_cost, tokens)
+SELECT name, rate, burst, claim_cost, burst
+FROM unnest(%(names)s::text[], %(rates)s::float8[], %(bursts)s::float8[], %(costs)s::float8[])
+     AS configured(name, rate, burst, claim_cost)
+ON CONFLICT (name) DO UPDATE
+SET rate = EXCLUDED.rate,
+    burst = EXCLUDED.burst,
+    claim_cost = EXCLUDED.claim_cost,
+    tokens = least(rate_limits.tokens, EXCLUDED.burst);
+
+-- name: clear_rate_limit_types
+DELETE FROM rate_limit_types WHERE job_type = ANY(%(types)s::text[]);
+
+-- name: insert_rate_limit_types
+-- Which buckets each job type takes from.
+INSERT INTO rate_limit_types (job_type, bucket)
+SELECT job_type, bucket
+FROM unnest(%(job_types)s::text[], %(buckets)s::text[]) AS pairs(job_type, bucket)
+ON CONFLICT DO NOTHING;
+
+-- name: debit_rate_limit
+-- A job used `amount` of a bucket (a model's tokens, after the call): take them,
+-- possibly below zero, which holds further starts until the bucket refills.
+UPDATE rate_limits
+SET tokens = least(burst, tokens + rate * extract(epoch FROM clock_timestamp() - updated_at))
+             - %(amount)s,
+    updated_at = clock_timestamp()
+WHERE name = %(name)s;
 
 -- name: cancel_job
 -- PENDING ends at once; RUNNING is flagged and its worker is told to stop.
