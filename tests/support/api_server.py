@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +25,10 @@ from easyclaw.core.jobtypes import JobTypeRegistry
 from tests.support.ports import free_port
 from tests.support.processes import process_env
 
+# The test server speaks plain HTTP, but every httpx client builds a TLS context
+# and loads the CA bundle (~50 ms); one shared context spares that per test.
+_TLS = ssl.create_default_context()
+
 
 @dataclass
 class ApiServer:
@@ -34,6 +39,7 @@ class ApiServer:
     def client(self, user_id: str | None = "test-user-id", **kwargs: Any) -> httpx.AsyncClient:
         headers = {"x-user-id": user_id} if user_id else {}
         headers.update(kwargs.pop("headers", {}))
+        kwargs.setdefault("verify", _TLS)
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
 
     @property
