@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -79,8 +80,9 @@ def create_pool(
 ) -> AsyncPool:
     """An unopened pool; ``await pool.open()`` (it does not wait for the database).
 
-    ``check_on_checkout`` costs one round trip per checkout and spares callers
-    the first error on each stale connection after a database restart.
+    ``check_on_checkout`` spares callers the first error on each stale
+    connection after a database restart, at no round trip for a healthy one
+    (see ``check_if_suspect``).
     """
     max_size = max_size or settings.db_pool_max_size
     min_size = min(settings.db_pool_min_size if min_size is None else min_size, max_size)
@@ -94,10 +96,23 @@ def create_pool(
         # for minutes: the next request for a connection grows the pool again, so
         # the pool is whole again as soon as the database is back.
         reconnect_timeout=0,
-        check=psycopg_pool.AsyncConnectionPool.check_connection if check_on_checkout else None,
+        check=check_if_suspect if check_on_checkout else None,
         open=False,
         name=application_name,
     )
+
+
+async def check_if_suspect(conn: AsyncConn) -> None:
+    """Check a pooled connection on checkout only if the server sent it something
+    while it sat idle: a server that shuts down, restarts or ends the session
+    says so (an error message, then end of file) before closing, while a healthy
+    idle connection has nothing to read. A ``SELECT 1`` per checkout cost every
+    request a round trip (a third of a POST /jobs)."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection is closed")
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
 
 async def connect(settings: DatabaseSettings, *, application_name: str) -> AsyncConn:
