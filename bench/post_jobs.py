@@ -6,7 +6,7 @@ settings), warms it up, then sends ECHO jobs over keep-alive connections from
 a lean client in this process (``bench.common.http_load``) and prints
 requests/s with p50/p99 latency for each number of client connections. With
 ``--profile`` it records the API processes with py-spy (if installed) into
-``.easyclaw/bench-post-*.svg``.
+``.easyclaw/bench-post-*.txt`` (py-spy raw stacks).
 """
 
 from __future__ import annotations
@@ -46,10 +46,7 @@ def request_bytes() -> bytes:
     body = orjson.dumps({"type": "ECHO", "payload": {"message": "Hello from EasyClaw!"}})
     return (
         b"POST /jobs HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"x-user-id: bench-user\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
-        + body
+        b"x-user-id: bench-user\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
 
 
@@ -87,10 +84,11 @@ async def measure(url: str, args: argparse.Namespace) -> list[list[str]]:
             profilers = []
             if args.profile and shutil.which("py-spy"):
                 for pid in api_pids(api[0].pid):
-                    out = REPO_ROOT / ".easyclaw" / f"bench-post-{connections}-{pid}.svg"
+                    out = REPO_ROOT / ".easyclaw" / f"bench-post-{connections}-{pid}.txt"
                     profilers.append(
                         subprocess.Popen(
-                            ["py-spy", "record", "-p", str(pid), "-o", str(out), "-r", "200"],
+                            ["py-spy", "record", "--nonblocking", "-p", str(pid), "-o", str(out)]
+                            + ["-r", "100", "-f", "raw"],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                         )

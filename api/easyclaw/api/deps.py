@@ -16,7 +16,7 @@ _user_header = APIKeyHeader(name="x-user-id", auto_error=False, scheme_name="Use
 _bearer = HTTPBearer(auto_error=False, scheme_name="BearerJWT")
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.easyclaw
     return state
 
@@ -36,7 +36,7 @@ async def current_user(
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-def reject_repeated_query_parameters(request: Request) -> None:
+async def reject_repeated_query_parameters(request: Request) -> None:
     """Every query parameter of this API takes one value; ``?type=A&type=B`` is a
     422 rather than silently the last one (which is what the framework would do)."""
     keys = [key for key, _ in request.query_params.multi_items()]
