@@ -60,6 +60,9 @@ class JobWaiters:
         self._waiting: dict[str, set[_Waiter]] = {}
         # Job ids to read, oldest first (a dict keeps insertion order and dedups).
         self._due: dict[str, None] = {}
+        # Jobs read while unfinished and unchanged since (no event, no reconnect):
+        # a new waiter of one of them starts from that reading instead of a read.
+        self._fresh: dict[str, Job] = {}
         self._has_due = asyncio.Event()
         self.batches_read = 0
         self.listener = Listener(
@@ -88,7 +91,17 @@ class JobWaiters:
         key = str(job_id)
         waiter = _Waiter(user_id=user_id, answer=asyncio.get_running_loop().create_future())
         self._waiting.setdefault(key, set()).add(waiter)
-        self._make_due(key)
+        fresh = self._fresh.get(key) if self.listener.connected.is_set() else None
+        if fresh is None:
+            self._make_due(key)
+        else:
+            # Read after the listener connected, and no event since: had the job
+            # changed, the notification would have made the key due.
+            if fresh.user_id == waiter.user_id:
+                waiter.latest = fresh
+            else:
+                waiter.answer.set_result(None)
+            waiter.read.set()
         try:
             try:
                 async with asyncio.timeout(seconds):
@@ -108,16 +121,19 @@ class JobWaiters:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiting[key]
+                    self._fresh.pop(key, None)
             if not waiter.answer.done():
                 waiter.answer.cancel()
             elif not waiter.answer.cancelled():
                 waiter.answer.exception()  # retrieved, even if the request went away
 
     def _make_due(self, key: str) -> None:
+        self._fresh.pop(key, None)
         self._due[key] = None
         self._has_due.set()
 
     def _all_due(self) -> None:
+        self._fresh.clear()
         for key in self._waiting:
             self._due[key] = None
         if self._due:
@@ -148,6 +164,7 @@ class JobWaiters:
                     await self._read(keys)
 
     async def _read(self, keys: list[str]) -> None:
+        listening = self.listener.connected.is_set()
         try:
             async with pooled(self._pool) as conn:
                 jobs = await queue.get_jobs(conn, [UUID(key) for key in keys])
@@ -182,3 +199,11 @@ class JobWaiters:
                 else:
                     waiter.latest = job
                 waiter.read.set()
+            if (
+                job is not None
+                and not job.status.is_terminal
+                and listening
+                and key in self._waiting
+                and key not in self._due
+            ):
+                self._fresh[key] = job
