@@ -10,7 +10,7 @@ CONSTRAINTS := -c constraints.txt
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema chart bench bench-longpoll bench-compare bench-connections growth drills clean synth eks-values
+.PHONY: help up test lint typecheck unit schema chart bench bench-longpoll bench-compare bench-connections bench-post growth drills clean synth eks-values
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ bench-compare: $(VENV)/.installed-bench ## EasyClaw vs PgQueuer, Procrastinate, 
 
 bench-connections: $(VENV)/.installed-dev ## connections per worker, idle statements/s, pickup latency (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.connections
+
+bench-post: $(VENV)/.installed-dev ## POST /jobs req/s and p50/p99 with 2 API processes (writes docs/benchmarks.md)
+	$(BIN)/python -m bench.post_jobs
 
 growth: $(VENV)/.installed-dev ## claim, scaler and queue_stats times with 10k/100k/1M/10M finished jobs (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.growth
