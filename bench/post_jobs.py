@@ -87,8 +87,10 @@ async def measure(url: str, args: argparse.Namespace) -> list[list[str]]:
                     out = REPO_ROOT / ".easyclaw" / f"bench-post-{connections}-{pid}.txt"
                     profilers.append(
                         subprocess.Popen(
-                            ["py-spy", "record", "--nonblocking", "-p", str(pid), "-o", str(out)]
-                            + ["-r", "100", "-f", "raw"],
+                            [
+                                *("py-spy", "record", "--nonblocking", "-r", "100", "-f", "raw"),
+                                *("-p", str(pid), "-o", str(out)),
+                            ],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                         )
