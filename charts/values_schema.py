@@ -115,6 +115,8 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "api.podDisruptionBudget.minAvailable": {"type": ["integer", "string"]},
     "worker.healthPort": _PORT,
     "worker.concurrency": {"type": "integer", "minimum": 1},
+    "worker.userMaxRunning": {"type": "integer", "minimum": 0},
+    "worker.rateLimits": {"type": "string", "maxLength": 4096},
     "worker.replicaCount": {"type": "integer", "minimum": 0},
     "worker.terminationMarginSeconds": {"type": "integer", "minimum": 0},
     "worker.autoscaling.targetQueryValue": {"type": "integer", "minimum": 1},

@@ -42,6 +42,8 @@ class Cluster:
 
     workers: WorkerProcesses
     db: psycopg.Connection[Any]
+    env: dict[str, str] = field(default_factory=dict)
+    """More environment for every worker (the chart's worker settings)."""
     running: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     terminating: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started: int = 0
@@ -55,7 +57,10 @@ class Cluster:
             name = f"test-worker-{len(self.workers.processes)}"
             # DEBUG: the per-job job.completed lines the test counts below.
             (process,) = self.workers.start(
-                1, EASYCLAW_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY), EASYCLAW_LOG_LEVEL="DEBUG"
+                1,
+                EASYCLAW_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
+                EASYCLAW_LOG_LEVEL="DEBUG",
+                **self.env,
             )
             self.running.append((name, process))
             self.started += 1
@@ -185,3 +190,51 @@ def test_burst_scales_out_then_back_to_the_minimum(
     assert len(completions) == BURST
     assert set(completions.values()) == {1}, "a job ran to completion twice"
     assert '"job.released"' not in worker_processes.logs(), "scale-in interrupted a busy worker"
+
+
+BLOCKED = 200
+
+
+@pytest.mark.parametrize("blocked_by", ["one-conversation", "rate-limit"])
+def test_blocked_work_does_not_scale_the_fleet_out(
+    blocked_by: str, database_url: str, worker_processes: WorkerProcesses
+) -> None:
+    """200 jobs that cannot start now (the messages of one conversation, which run
+    one at a time; or a job type limited to 1 start per second) ask for no more
+    workers than the one or two that can run: the fleet stays at its minimum.
+    Counting every ready job, as the query once did, asked for 200 / 50 = 4."""
+    scaled_object = render("eks-fargate", *SCALING).get("ScaledObject", "worker")
+    autoscaler = Autoscaler.from_scaled_object(scaled_object, COMPRESSION)
+    env = {"EASYCLAW_RATE_LIMITS": "type:SLEEP=1/s"} if blocked_by == "rate-limit" else {}
+    with psycopg.connect(database_url, autocommit=True) as db:
+        cluster = Cluster(workers=worker_processes, db=db, env=env)
+        simulate(autoscaler, cluster, until=lambda m, r: True, timeout=5)
+        deadline = time.monotonic() + 30
+        while env and not db.execute(b"SELECT count(*) FROM rate_limit_types").fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the worker did not write the rate limit"
+            time.sleep(0.05)
+        db.execute(b"INSERT INTO users (id) VALUES ('chatty')")
+        key = "'conversation:one'" if blocked_by == "one-conversation" else "NULL"
+        db.execute(
+            b"INSERT INTO jobs (user_id, type, input_payload, concurrency_key, concurrency_limit)"
+            b" SELECT 'chatty', 'SLEEP', %s::jsonb, "
+            + key.encode()
+            + b", "
+            + (b"1" if key != "NULL" else b"NULL")
+            + b" FROM generate_series(1, %s)",
+            (json.dumps({"seconds": JOB_SECONDS}), BLOCKED),
+        )
+        polls = 0
+
+        def watched(metric: int, replicas: int) -> bool:
+            nonlocal polls
+            polls += 1
+            return polls > 8
+
+        timeline = simulate(autoscaler, cluster, until=watched, timeout=60)
+        print_timeline(f"{BLOCKED} jobs blocked by {blocked_by}", timeline)
+        started = db.execute(b"SELECT count(*) FROM jobs WHERE started_at IS NOT NULL").fetchone()
+    assert max(metric for _, metric, _ in timeline) <= 2, timeline
+    assert max(replicas for *_, replicas in timeline) == autoscaler.min_replicas, timeline
+    assert started is not None
+    assert started[0] >= 1, "the blocked jobs did not run at all"
