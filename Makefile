@@ -46,7 +46,7 @@ test: $(VENV)/.installed-dev ## lint, type-check, check declared dependencies an
 	$(BIN)/deptry src api worker operator
 	$(PYTEST)
 
-unit: $(VENV)/.installed-dev ## the fast inner loop: every test not marked slow (under a minute)
+unit: $(VENV)/.installed-dev ## the fast inner loop: every test not marked slow
 	$(PYTEST) -m "not slow"
 
 lint: $(VENV)/.installed-dev ## ruff only
