@@ -80,11 +80,14 @@ async def test_running_jobs_of_a_user_never_exceed_its_limit(
     worker_processes.start(3, EASYCLAW_WORKER_CONCURRENCY="8", EASYCLAW_USER_MAX_RUNNING="4")
     for index in range(3):
         await registered_worker(conn, f"test-worker-{index}")
+    # Overrides are in place before the users' jobs exist, so no claim can see
+    # a job of theirs under the setting's limit instead of their own.
+    for user, limit in (("override", 2), ("free", 0)):  # 0: no limit
+        await queue.ensure_user(conn, user)
+        await conn.execute("UPDATE users SET max_running = %s WHERE id = %s", (limit, user))
     await bulk(conn, "capped", 150, 0.02)  # the setting's limit: 4
     await bulk(conn, "override", 60, 0.02)
-    await conn.execute("UPDATE users SET max_running = 2 WHERE id = 'override'")
     await bulk(conn, "free", 20, 0.02)
-    await conn.execute("UPDATE users SET max_running = 0 WHERE id = 'free'")  # no limit
 
     peaks: dict[str, int] = defaultdict(int)
     samples = 0
