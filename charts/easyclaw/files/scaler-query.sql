@@ -45,12 +45,8 @@ walk (user_id, counted) AS (
                   AND (j.concurrency_key IS NULL
                        OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                                  WHERE k.concurrency_key = j.concurrency_key
-                                                   AND k.status = 'RUNNING'
-                                                 LIMIT j.concurrency_limit) AS running)
-                          + (SELECT count(*) FROM (SELECT FROM jobs AS k
-                                                   WHERE k.concurrency_key = j.concurrency_key
-                                                     AND k.status = 'PENDING' AND k.seq < j.seq
-                                                   LIMIT j.concurrency_limit) AS earlier)
+                                                   AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                                 LIMIT j.concurrency_limit) AS before)
                           < j.concurrency_limit)
                 LIMIT :cap) AS ready)
            ) AS startable
@@ -70,12 +66,8 @@ rate_limited AS (
                AND (j.concurrency_key IS NULL
                     OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                               WHERE k.concurrency_key = j.concurrency_key
-                                                AND k.status = 'RUNNING'
-                                              LIMIT j.concurrency_limit) AS running)
-                       + (SELECT count(*) FROM (SELECT FROM jobs AS k
-                                                WHERE k.concurrency_key = j.concurrency_key
-                                                  AND k.status = 'PENDING' AND k.seq < j.seq
-                                                LIMIT j.concurrency_limit) AS earlier)
+                                                AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                              LIMIT j.concurrency_limit) AS before)
                        < j.concurrency_limit)
              LIMIT :cap) AS ready))), 0) AS startable
   FROM limited

@@ -82,10 +82,19 @@ LIMIT %(limit)s;
 -- Take up to `limit` ready jobs, highest priority then oldest first, whoever
 -- they belong to (EASYCLAW_FAIR_SHARE=false; claim_jobs_fair is the default).
 -- SKIP LOCKED lets any number of workers claim at once without waiting on each
--- other. A job with a concurrency key is ready only if fewer than its limit of
--- jobs of that key are RUNNING or PENDING before it (by seq): see the key rule
--- below, repeated in every claim and in next_claim_at. Rate limits as in
--- claim_jobs_fair (5.), whose columns this returns.
+-- other. Rate limits as in claim_jobs_fair (5.), whose columns this returns.
+--
+-- The key rule (repeated in every claim, in next_claim_at and in the KEDA
+-- scaler query): a job with a concurrency key is ready only if fewer than its
+-- limit of the key's jobs before it (by seq) are unfinished, PENDING or
+-- RUNNING. That bounds the key's RUNNING jobs by the limit: when the newest of
+-- them started, fewer than `limit` jobs before it were unfinished, and every
+-- older one running now was among them (a job is unfinished from its insert
+-- until it finishes, never again after). It needs seq to follow commit order
+-- within a key, which lock_concurrency_keys ensures. A retried or
+-- reaped job keeps its seq, so it keeps holding back the jobs after it.
+-- Unfinished jobs of a key before a given seq are one range of
+-- jobs_concurrency_idx per status.
 WITH buckets AS MATERIALIZED (
     -- rate limits: the token buckets these job types take from, refilled to now
     -- (as this claim's snapshot sees them; the debit re-reads the latest row)
@@ -99,7 +108,7 @@ WITH buckets AS MATERIALIZED (
     SELECT t AS type
     FROM unnest(%(types)s::text[]) AS t
     WHERE NOT EXISTS (SELECT FROM buckets WHERE buckets.job_type = t AND buckets.tokens < 1)
-), locked AS (
+), next AS (
     SELECT j.id, j.type, j.priority, j.run_at
     FROM jobs AS j
     WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
@@ -107,25 +116,19 @@ WITH buckets AS MATERIALIZED (
       AND (j.concurrency_key IS NULL
            OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                      WHERE k.concurrency_key = j.concurrency_key
-                                       AND k.status = 'RUNNING'
-                                     LIMIT j.concurrency_limit) AS running)
-              + (SELECT count(*) FROM (SELECT FROM jobs AS k
-                                       WHERE k.concurrency_key = j.concurrency_key
-                                         AND k.status = 'PENDING' AND k.seq < j.seq
-                                       LIMIT j.concurrency_limit) AS earlier)
+                                       AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                     LIMIT j.concurrency_limit) AS before)
               < j.concurrency_limit)
     ORDER BY j.priority DESC, j.run_at, j.id
     LIMIT %(limit)s
     FOR UPDATE OF j SKIP LOCKED
-), next AS MATERIALIZED (
-    SELECT id, type, row_number() OVER (ORDER BY priority DESC, run_at, id) AS slot
-    FROM locked
 ), taking AS MATERIALIZED (
     -- rate limits: each picked job's buckets, numbered in claim order; the n-th
     -- job taking from a bucket needs n * claim_cost of its tokens
     SELECT next.id, b.name, b.claim_cost,
-           row_number() OVER (PARTITION BY b.name ORDER BY next.slot) * b.claim_cost
-               <= b.tokens AS affordable
+           row_number() OVER (PARTITION BY b.name
+                              ORDER BY next.priority DESC, next.run_at, next.id)
+               * b.claim_cost <= b.tokens AS affordable
     FROM next JOIN buckets AS b ON b.job_type = next.type
 ), spent AS (
     SELECT t.name, sum(t.claim_cost) AS amount
@@ -150,10 +153,9 @@ WITH buckets AS MATERIALIZED (
 ), granted AS MATERIALIZED (
     SELECT next.id
     FROM next
-    WHERE NOT EXISTS (SELECT FROM taking AS t
-                      WHERE t.id = next.id
-                        AND (NOT t.affordable
-                             OR (t.claim_cost > 0 AND t.name NOT IN (SELECT name FROM debited))))
+    WHERE next.id NOT IN (SELECT t.id FROM taking AS t
+                          WHERE NOT t.affordable
+                             OR (t.claim_cost > 0 AND t.name NOT IN (SELECT name FROM debited)))
 ), claimed AS (
     UPDATE jobs AS j
     SET status = 'RUNNING',
@@ -163,8 +165,8 @@ WITH buckets AS MATERIALIZED (
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
         started_at = now(),
         updated_at = now()
-    FROM granted
-    WHERE j.id = granted.id
+    -- by primary key: a join here may scan the whole table instead
+    WHERE j.id = ANY(ARRAY(SELECT id FROM granted))
     RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
               j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
 ), notified AS (
@@ -305,15 +307,9 @@ WITH RECURSIVE buckets AS MATERIALIZED (
            END AS share
     FROM split
 ), next AS MATERIALIZED (
-    -- slot: the order of the round-robin (each user's first job, then each one's
-    -- second, ...), in which rate-limit tokens are handed out
-    SELECT id, type, row_number() OVER (ORDER BY turn, position) AS slot
-    FROM (SELECT picked.id, picked.type, s.position,
-                 row_number() OVER (PARTITION BY s.user_id
-                                    ORDER BY picked.priority DESC, picked.run_at, picked.id)
-                     AS turn
-          FROM shares AS s
-          CROSS JOIN LATERAL (
+    SELECT picked.id, picked.type, picked.priority, picked.run_at, s.user_id, s.position
+    FROM shares AS s
+    CROSS JOIN LATERAL (
         SELECT j.id, j.type, j.priority, j.run_at
         FROM jobs AS j
         WHERE j.user_id = s.user_id AND j.status = 'PENDING' AND j.run_at <= now()
@@ -322,24 +318,25 @@ WITH RECURSIVE buckets AS MATERIALIZED (
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                          WHERE k.concurrency_key = j.concurrency_key
-                                           AND k.status = 'RUNNING'
-                                         LIMIT j.concurrency_limit) AS running)
-                  + (SELECT count(*) FROM (SELECT FROM jobs AS k
-                                           WHERE k.concurrency_key = j.concurrency_key
-                                             AND k.status = 'PENDING' AND k.seq < j.seq
-                                           LIMIT j.concurrency_limit) AS earlier)
+                                           AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                         LIMIT j.concurrency_limit) AS before)
                   < j.concurrency_limit)
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT s.share
         FOR UPDATE OF j SKIP LOCKED
-          ) AS picked) AS taken
+    ) AS picked
 ), taking AS MATERIALIZED (
-    -- rate limits: each picked job's buckets, numbered in claim order; the n-th
-    -- job taking from a bucket needs n * claim_cost of its tokens
-    SELECT next.id, b.name, b.claim_cost,
-           row_number() OVER (PARTITION BY b.name ORDER BY next.slot) * b.claim_cost
-               <= b.tokens AS affordable
-    FROM next JOIN buckets AS b ON b.job_type = next.type
+    -- rate limits: each picked job's buckets, numbered in claim order, which is
+    -- round-robin (each user's first job taking from the bucket, then each
+    -- one's second, ...); the n-th job taking from a bucket needs n * claim_cost
+    -- of its tokens
+    SELECT id, name, claim_cost,
+           row_number() OVER (PARTITION BY name ORDER BY turn, position) * claim_cost
+               <= tokens AS affordable
+    FROM (SELECT next.id, next.position, b.name, b.claim_cost, b.tokens,
+                 row_number() OVER (PARTITION BY b.name, next.user_id
+                                    ORDER BY next.priority DESC, next.run_at, next.id) AS turn
+          FROM next JOIN buckets AS b ON b.job_type = next.type) AS bucketed
 ), spent AS (
     SELECT t.name, sum(t.claim_cost) AS amount
     FROM taking AS t
@@ -363,10 +360,9 @@ WITH RECURSIVE buckets AS MATERIALIZED (
 ), granted AS MATERIALIZED (
     SELECT next.id
     FROM next
-    WHERE NOT EXISTS (SELECT FROM taking AS t
-                      WHERE t.id = next.id
-                        AND (NOT t.affordable
-                             OR (t.claim_cost > 0 AND t.name NOT IN (SELECT name FROM debited))))
+    WHERE next.id NOT IN (SELECT t.id FROM taking AS t
+                          WHERE NOT t.affordable
+                             OR (t.claim_cost > 0 AND t.name NOT IN (SELECT name FROM debited)))
 ), claimed AS (
     UPDATE jobs AS j
     SET status = 'RUNNING',
@@ -376,8 +372,8 @@ WITH RECURSIVE buckets AS MATERIALIZED (
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
         started_at = now(),
         updated_at = now()
-    FROM granted
-    WHERE j.id = granted.id
+    -- by primary key: a join here may scan the whole table instead
+    WHERE j.id = ANY(ARRAY(SELECT id FROM granted))
     RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
               j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
 ), bumped AS (
@@ -445,12 +441,8 @@ SELECT CASE
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                          WHERE k.concurrency_key = j.concurrency_key
-                                           AND k.status = 'RUNNING'
-                                         LIMIT j.concurrency_limit) AS running)
-                  + (SELECT count(*) FROM (SELECT FROM jobs AS k
-                                           WHERE k.concurrency_key = j.concurrency_key
-                                             AND k.status = 'PENDING' AND k.seq < j.seq
-                                           LIMIT j.concurrency_limit) AS earlier)
+                                           AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                         LIMIT j.concurrency_limit) AS before)
                   < j.concurrency_limit))
     THEN now()
     ELSE least(
