@@ -38,6 +38,19 @@ async def expire_and_reap(conn: Conn, job: Job) -> None:
     assert [(r.id, r.status) for r in reaped] == [(job.id, JobStatus.PENDING)]
 
 
+async def first_heartbeat_done(conn: Conn, worker_id: str) -> None:
+    """Wait until a worker's first heartbeat (sent as it starts) has committed.
+
+    With a long heartbeat interval, tests that reap a lease count on no heartbeat
+    coming after the reap; on a loaded machine the first one can be late enough
+    to run after it and report the lease lost before the attempt finishes. The
+    heartbeat writes the worker row in the same statement as the lease extension.
+    """
+    await wait_for(
+        lambda: fetch_all(conn, "SELECT 1 FROM workers WHERE id = %s", (worker_id,)), timeout=10
+    )
+
+
 async def test_cancelling_a_running_job_stops_it_within_a_second(
     database_url: str, pool: AsyncPool, conn: Conn, worker_logs: pytest.LogCaptureFixture
 ) -> None:
@@ -119,6 +132,7 @@ async def test_late_completion_after_losing_the_lease_is_rejected(
     async with running_worker(first_settings, pool) as first:
         job = await enqueue(conn, "EFFECT", {"seconds": 1.5})
         await wait_status(conn, job.id, JobStatus.RUNNING)
+        await first_heartbeat_done(conn, first.worker_id)
         await expire_and_reap(conn, job)
         async with running_worker(make_settings(database_url), pool) as second:
             await wait_for(
@@ -152,6 +166,7 @@ async def test_worker_that_claims_back_a_job_it_lost_completes_it_once(
     async with running_worker(settings, pool) as worker:
         job = await enqueue(conn, "EFFECT", {"seconds": 1.0})
         await wait_status(conn, job.id, JobStatus.RUNNING)
+        await first_heartbeat_done(conn, worker.worker_id)
         await expire_and_reap(conn, job)
         waker = await enqueue(conn, "ECHO", {})  # the insert wakes the worker: it claims both
         await wait_status(conn, waker.id, JobStatus.COMPLETED)
