@@ -85,6 +85,12 @@ class DatabaseSettings(SettingsBase):
         True,
         description="server-side prepared statements; disable behind PgBouncer (transaction mode)",
     )
+    db_startup_options: bool = Field(
+        True,
+        description="send the session settings (the two timeouts above, and the workers' "
+        "planner setting `enable_bitmapscan=off`) as the `options` startup parameter; "
+        "disable behind PgBouncer, which refuses it, and set them on the role instead",
+    )
 
     def require_database_url(self) -> str:
         """The database URL, or a clear error for commands that cannot start without one."""

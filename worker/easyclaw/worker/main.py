@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 
-from easyclaw.core.db import check_database, create_pool
+from easyclaw.core.db import CLAIMING_SESSION_SETTINGS, check_database, create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.jsonlog import EventLogger, configure_logging
 from easyclaw.core.process import tune_garbage_collector
@@ -43,6 +43,7 @@ async def run_worker(
         application_name="easyclaw-worker",
         min_size=settings.worker_db_connections,
         max_size=settings.worker_db_connections,
+        session_settings=CLAIMING_SESSION_SETTINGS,
     )
     await pool.open(wait=False)
     worker = Worker(settings, registry, pool)

@@ -111,7 +111,7 @@ WITH buckets AS MATERIALIZED (
 ), next AS (
     SELECT j.id, j.type, j.priority, j.run_at
     FROM jobs AS j
-    WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
+    WHERE j.status = 'PENDING' AND j.run_at <= now() AND j.type = ANY(ARRAY(SELECT type FROM open))
       -- key rule
       AND (j.concurrency_key IS NULL
            OR (SELECT count(*) FROM (SELECT FROM jobs AS k
@@ -224,13 +224,13 @@ WITH RECURSIVE buckets AS MATERIALIZED (
     -- ORDER BY is that index's, so no other index can answer it as cheaply).
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id > %(cursor)s
-              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
+              AND j.run_at <= now() AND j.type = ANY(ARRAY(SELECT type FROM open))
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), 1
     UNION ALL
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id > visited.user_id
-              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
+              AND j.run_at <= now() AND j.type = ANY(ARRAY(SELECT type FROM open))
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), visited.n + 1
     FROM after_cursor AS visited
@@ -238,14 +238,14 @@ WITH RECURSIVE buckets AS MATERIALIZED (
 ), before_cursor (user_id, n) AS (
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id <= %(cursor)s
-              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
+              AND j.run_at <= now() AND j.type = ANY(ARRAY(SELECT type FROM open))
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), 1
     UNION ALL
     SELECT (SELECT j.user_id FROM jobs AS j
             WHERE j.status = 'PENDING' AND j.user_id > visited.user_id
               AND j.user_id <= %(cursor)s
-              AND j.run_at <= now() AND j.type IN (SELECT type FROM open)
+              AND j.run_at <= now() AND j.type = ANY(ARRAY(SELECT type FROM open))
             ORDER BY j.user_id, j.priority DESC, j.run_at, j.id
             LIMIT 1), visited.n + 1
     FROM before_cursor AS visited
@@ -313,7 +313,7 @@ WITH RECURSIVE buckets AS MATERIALIZED (
         SELECT j.id, j.type, j.priority, j.run_at
         FROM jobs AS j
         WHERE j.user_id = s.user_id AND j.status = 'PENDING' AND j.run_at <= now()
-          AND j.type IN (SELECT type FROM open)
+          AND j.type = ANY(ARRAY(SELECT type FROM open))
           -- key rule
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
@@ -429,7 +429,7 @@ SELECT CASE
                ON %(user_limits)s AND u.id = j.user_id
               AND coalesce(u.max_running, %(user_max_running)s) > 0
         WHERE j.status = 'PENDING' AND j.run_at <= now()
-          AND j.type IN (SELECT type FROM open)
+          AND j.type = ANY(ARRAY(SELECT type FROM open))
           AND (u.id IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS running
                                          WHERE running.user_id = j.user_id
@@ -463,7 +463,10 @@ END AS claim_at;
 -- Rows whose lease this worker no longer holds are left alone and not returned.
 -- The outcomes arrive as one JSON array: the client encodes it in one fast call,
 -- where six typed arrays cost the worker a sixth of a no-op drain to build.
-WITH outcome AS (
+-- The JSON is decoded once (MATERIALIZED) and the rows are found by primary
+-- key: planned as a join, a burst's stale statistics made the planner walk
+-- every RUNNING job and decode the whole array again for each (O(n^2)).
+WITH outcome AS MATERIALIZED (
     SELECT *
     FROM jsonb_to_recordset(%(outcomes)s::jsonb)
          AS o(id uuid, attempt integer, status text, result jsonb, error text, retry_delay float8)
@@ -482,7 +485,7 @@ WITH outcome AS (
                            THEN NULL ELSE now() END,
         updated_at = now()
     FROM outcome AS o
-    WHERE j.id = o.id
+    WHERE j.id = ANY(ARRAY(SELECT id FROM outcome)) AND j.id = o.id
       AND j.attempts = o.attempt
       AND j.worker_id = %(worker_id)s
       AND j.status = 'RUNNING'
