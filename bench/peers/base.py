@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -68,7 +69,10 @@ class Peer(abc.ABC):
     max_latency_samples: int | None = None
     """Fewer pickup samples for systems that poll slowly (each sample waits for a poll)."""
 
-    def __init__(self, admin_url: str, work_dir: Path, processes: int) -> None:
+    def __init__(self, admin_url: str, work_dir: Path, processes: int, label: str = "") -> None:
+        if label:  # one system measured in several configurations in one run
+            self.name = f"{self.name} ({label})"
+            self.key = f"{self.key}_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
         self.admin_url = admin_url
         self.work_dir = work_dir
         self.processes = processes

@@ -29,7 +29,10 @@ class EasyClaw(Peer):
     name = "EasyClaw"
     key = "easyclaw"
 
-    def __init__(self, *args: Any, concurrency: int = 256, batch: int = 256, **kwargs: Any):
+    def __init__(
+        self, *args: Any, concurrency: int | None = 256, batch: int | None = 256, **kwargs: Any
+    ):
+        """``concurrency`` and ``batch`` None: the worker's own defaults."""
         super().__init__(*args, **kwargs)
         self.concurrency = concurrency
         self.batch = batch
@@ -39,11 +42,10 @@ class EasyClaw(Peer):
         return version("easyclaw")
 
     def settings(self) -> str:
+        tuned = "".join(f"`{name}={value}`, " for name, value in self._tuning().items())
         return (
-            f"`easyclaw worker` x {self.processes}, "
-            f"`EASYCLAW_WORKER_CONCURRENCY={self.concurrency}`, "
-            f"`EASYCLAW_WORKER_CLAIM_BATCH_SIZE={self.batch}`, `EASYCLAW_LOG_LEVEL=INFO`, "
-            "other settings default (NOTIFY wake-up, 5 s fallback poll, heartbeat and "
+            f"`easyclaw worker` x {self.processes}, {tuned}`EASYCLAW_LOG_LEVEL=INFO`, "
+            "other settings default (NOTIFY wake-up, 30 s fallback poll, heartbeat and "
             "reaper every 10 s); enqueue with `easyclaw.core.queue.enqueue_many` (one statement)"
         )
 
@@ -63,15 +65,22 @@ class EasyClaw(Peer):
         await conn.execute("VACUUM ANALYZE jobs")
         await queue.ensure_user(conn, USER)
 
+    def _tuning(self) -> dict[str, str]:
+        tuning = {}
+        if self.concurrency is not None:
+            tuning["EASYCLAW_WORKER_CONCURRENCY"] = str(self.concurrency)
+        if self.batch is not None:
+            tuning["EASYCLAW_WORKER_CLAIM_BATCH_SIZE"] = str(self.batch)
+        return tuning
+
     def worker_command(self) -> list[str]:
         return [python(), "-m", "easyclaw.cli.main", "worker"]
 
     def worker_env(self) -> dict[str, str]:
         env = super().worker_env()
         env.update(
+            self._tuning(),
             DATABASE_URL=self.url,
-            EASYCLAW_WORKER_CONCURRENCY=str(self.concurrency),
-            EASYCLAW_WORKER_CLAIM_BATCH_SIZE=str(self.batch),
             EASYCLAW_LOG_LEVEL="INFO",
             EASYCLAW_JOB_TYPE_MODULES="bench.peers.easyclaw_peer",
             EASYCLAW_WORKER_JOB_TYPES="NOOP",
@@ -97,9 +106,14 @@ class EasyClaw(Peer):
 
     async def drained(self, count: int) -> bool:
         conn = await self._client()
-        cursor = await conn.execute("SELECT count(*) FROM jobs WHERE status = 'COMPLETED'")
+        # Whole batches are enqueued at once, so none unfinished means all done. A
+        # count of the COMPLETED rows, polled every 10 ms, cost ~5 ms each time
+        # at 20,000 rows: a third of a core taken from the drain it measures.
+        cursor = await conn.execute(
+            "SELECT NOT EXISTS (SELECT FROM jobs WHERE status IN ('PENDING', 'RUNNING'))"
+        )
         row = await cursor.fetchone()
-        return bool(row and row[0] >= count)
+        return bool(row and row[0])
 
     async def enqueue_sample(self, sample: int) -> None:
         conn = await self._client()

@@ -100,8 +100,8 @@ class PgQueuerPeer(Peer):
 
     async def drained(self, count: int) -> bool:
         conn = await self._client()
-        left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
-        return bool(left == 0)
+        # EXISTS, not count(*): the probe should cost the drain as little as EasyClaw's.
+        return bool(await conn.fetchval("SELECT NOT EXISTS (SELECT FROM pgqueuer)"))
 
     async def enqueue_sample(self, sample: int) -> None:
         queries = Queries(AsyncpgDriver(await self._client()))

@@ -167,7 +167,9 @@ class JobWaiters:
         listening = self.listener.connected.is_set()
         try:
             async with pooled(self._pool) as conn:
-                jobs = await queue.get_jobs(conn, [UUID(key) for key in keys])
+                ids = [UUID(key) for key in keys]
+                await queue.watch_jobs(conn, ids)
+                jobs = await queue.get_jobs(conn, ids)
         except Exception as error:
             if not is_unavailable(error):
                 log.error("api.long_poll_read_failed", exc_info=True, error=str(error))

@@ -59,7 +59,9 @@ async def find_job(pool: AsyncPool, *, job_id: UUID | None, user_id: str, uid: s
 
 
 async def read_job(pool: AsyncPool, job_id: UUID) -> Job | None:
+    """The followed job as it is now; its claims and completions are notified from now on."""
     async with pooled(pool) as conn:
+        await queue.watch_jobs(conn, [job_id])
         return await queue.get_job(conn, job_id, user_id=None)
 
 

@@ -209,6 +209,18 @@ async def get_jobs(conn: AsyncConn, job_ids: Sequence[UUID]) -> list[Job]:
     return [Job.from_row(row) for row in await cursor.fetchall()]
 
 
+async def watch_jobs(conn: AsyncConn, job_ids: Sequence[UUID]) -> None:
+    """Ask for ``easyclaw_job_events`` about these jobs from now on.
+
+    Claims and completions notify only watched jobs: a NOTIFY serialises the
+    commits of every transaction that sends one. Call it (autocommit, its own
+    statement) before reading the jobs whose changes you follow: a change that
+    commits later is notified, an earlier one is in what you read.
+    """
+    if job_ids:
+        await conn.execute(query("watch_jobs"), {"ids": list(job_ids)})
+
+
 async def find_job_by_idempotency_key(
     conn: AsyncConn, *, user_id: str, idempotency_key: str
 ) -> Job | None:

@@ -67,6 +67,15 @@ SELECT * FROM jobs WHERE id = %(id)s;
 -- Many jobs by id in one round trip (the API's long-poll waiters re-read in batches).
 SELECT * FROM jobs WHERE id = ANY(%(ids)s::uuid[]);
 
+-- name: watch_jobs
+-- Ask for the job events of these jobs (claims and completions notify only
+-- watched jobs). Its own statement, committed before the follower reads the
+-- job: a completion that commits after this sees the flag (it waits for this
+-- row lock, then re-reads the row), and one that committed before is seen by
+-- the read.
+UPDATE jobs SET watched = true
+WHERE id = ANY(%(ids)s::uuid[]) AND NOT watched AND status IN ('PENDING', 'RUNNING');
+
 -- name: list_jobs
 -- A user's jobs, newest first; the cursor is the (created_at, id) of the last row seen.
 SELECT * FROM jobs
@@ -168,14 +177,19 @@ WITH buckets AS MATERIALIZED (
     -- by primary key: a join here may scan the whole table instead
     WHERE j.id = ANY(ARRAY(SELECT id FROM granted))
     RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
-              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
+              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key,
+              j.watched
 ), notified AS (
-    -- a separate CTE, so the notification is sent once per statement, not per row
-    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
+    -- a separate CTE, so the notification is sent once per statement, not per
+    -- row; only for watched jobs (see watch_jobs), none at all most of the time
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed WHERE watched)) AS job_count
 )
 SELECT NULL::text AS ring_end,
        EXISTS (SELECT FROM next WHERE next.id NOT IN (SELECT id FROM granted)) AS more,
-       claimed.*, false AS user_limited
+       claimed.id, claimed.user_id, claimed.conversation_id, claimed.type,
+       claimed.input_payload, claimed.priority, claimed.attempts, claimed.max_attempts,
+       claimed.timeout_seconds, claimed.created_at, claimed.concurrency_key,
+       false AS user_limited
 FROM claimed, notified;
 
 -- name: claim_jobs_fair
@@ -375,15 +389,17 @@ WITH RECURSIVE buckets AS MATERIALIZED (
     -- by primary key: a join here may scan the whole table instead
     WHERE j.id = ANY(ARRAY(SELECT id FROM granted))
     RETURNING j.id, j.user_id, j.conversation_id, j.type, j.input_payload, j.priority,
-              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key
+              j.attempts, j.max_attempts, j.timeout_seconds, j.created_at, j.concurrency_key,
+              j.watched
 ), bumped AS (
     UPDATE users AS u
     SET claim_version = u.claim_version + 1
     FROM locked_users AS l
     WHERE u.id = l.id AND l.id IN (SELECT user_id FROM claimed)
 ), notified AS (
-    -- a separate CTE, so the notification is sent once per statement, not per row
-    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed)) AS job_count
+    -- a separate CTE, so the notification is sent once per statement, not per
+    -- row; only for watched jobs (see watch_jobs), none at all most of the time
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM claimed WHERE watched)) AS job_count
 ), ring_info AS (
     -- More may be ready if the ring was cut at `limit` users, if a user got all
     -- of a share below its room (it may have more jobs than that), or if a rate
@@ -399,7 +415,11 @@ WITH RECURSIVE buckets AS MATERIALIZED (
 )
 SELECT ring_info.ring_end, ring_info.more, started.*
 FROM ring_info
-LEFT JOIN (SELECT claimed.*, claimed.user_id IN (SELECT id FROM locked_users) AS user_limited
+LEFT JOIN (SELECT claimed.id, claimed.user_id, claimed.conversation_id, claimed.type,
+                  claimed.input_payload, claimed.priority, claimed.attempts,
+                  claimed.max_attempts, claimed.timeout_seconds, claimed.created_at,
+                  claimed.concurrency_key,
+                  claimed.user_id IN (SELECT id FROM locked_users) AS user_limited
            FROM claimed, notified) AS started ON true;
 
 -- name: next_claim_at
@@ -489,10 +509,11 @@ WITH outcome AS MATERIALIZED (
       AND j.attempts = o.attempt
       AND j.worker_id = %(worker_id)s
       AND j.status = 'RUNNING'
-    RETURNING j.id, j.status
+    RETURNING j.id, j.status, j.watched
 ), notified AS (
-    -- a separate CTE, so the notification is sent once per statement, not per row
-    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM finished)) AS job_count
+    -- a separate CTE, so the notification is sent once per statement, not per
+    -- row; only for watched jobs (see watch_jobs)
+    SELECT easyclaw_notify_job_events(ARRAY(SELECT id FROM finished WHERE watched)) AS job_count
 )
 SELECT finished.id, finished.status FROM finished, notified;
 

@@ -382,4 +382,16 @@ WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED')
   AND NOT EXISTS (SELECT 1 FROM job_status_changes)
 GROUP BY 1, 2;
 INSERT INTO schema_migrations (version, name, checksum) VALUES (5, 'job_status_totals', 'd8ca4ba2bd0cd9eb153b7bc7afc371b5de241a99c4252fd3a0e5f88e17e56b6c') ON CONFLICT (version) DO NOTHING;
+
+-- 0006_watched_jobs.sql
+-- Job events only for jobs someone follows. A NOTIFY makes its transaction
+-- take a database-wide lock at commit (PostgreSQL queues notifications in
+-- commit order), held through the commit's WAL flush: with a notification on
+-- every claim and every completion, the workers' commits queued behind each
+-- other, for long-polls and an operator that follow a few of the jobs. A
+-- follower (a long-poll waiter, the operator's follower of a resource's job)
+-- marks the job watched before it reads it; claims and completions notify only
+-- watched jobs. Adding a column with a constant default rewrites nothing.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS watched boolean NOT NULL DEFAULT false;
+INSERT INTO schema_migrations (version, name, checksum) VALUES (6, 'watched_jobs', 'd6435da57a76548b5787dac8afabd5f94c42c47f21fe1f4acd1ae6f5b6e4ca1c') ON CONFLICT (version) DO NOTHING;
 COMMIT;
