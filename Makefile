@@ -10,7 +10,7 @@ CONSTRAINTS := -c constraints.txt
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema chart bench bench-fairness bench-longpoll bench-compare bench-connections bench-post growth drills clean synth eks-values
+.PHONY: help up test lint typecheck unit schema chart bench bench-fairness bench-longpoll bench-compare bench-goals bench-connections bench-post growth drills clean synth eks-values
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ bench-longpoll: $(VENV)/.installed-dev ## 10,000 long-poll waiters + ordinary tr
 
 bench-compare: $(VENV)/.installed-bench ## EasyClaw vs PgQueuer, Procrastinate, Celery, baseline (~10 min; writes docs/benchmarks.md and .png)
 	$(BIN)/python -m bench.compare
+
+bench-goals: $(VENV)/.installed-bench ## issue 13's drain ratios: EasyClaw vs PgQueuer at defaults and tuned, in turns (writes docs/benchmarks.md)
+	$(BIN)/python -m bench.drain_goals
 
 bench-connections: $(VENV)/.installed-dev ## connections per worker, idle statements/s, pickup latency (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.connections
