@@ -93,6 +93,18 @@ def test_migrate_applies_then_reports_up_to_date(empty_database_url: str) -> Non
 
 
 @pytest.mark.slow
+def test_migrate_uses_the_session_url_when_one_is_set(empty_database_url: str) -> None:
+    # DATABASE_URL names PgBouncer in transaction mode (here: nothing at all); the
+    # migrations' advisory lock needs a session, so they run against the server.
+    env = process_env(make_settings("postgresql://nobody@127.0.0.1:1/none"))
+    env["EASYCLAW_DATABASE_SESSION_URL"] = empty_database_url
+    result = run_cli_sync("migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(empty_database_url) as conn:
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert [v for (v,) in versions] == [m.version for m in available_migrations()]
+
+
 def test_migrate_without_database_url_exits_2(empty_database_url: str) -> None:
     env = process_env(make_settings(empty_database_url))
     del env["DATABASE_URL"]

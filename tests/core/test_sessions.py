@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import psycopg
+import psycopg_pool
 import pytest
 
 from easyclaw.core import queue
 from easyclaw.core.db import create_pool, is_unavailable
 from easyclaw.core.models import JobStatus, Outcome
+from easyclaw.core.notifications import Listener
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
 
@@ -62,3 +66,36 @@ async def test_a_stalled_completion_transaction_is_ended_so_its_lease_can_be_rea
     assert after is not None
     assert after.status is JobStatus.PENDING
     assert after.result is None
+
+
+async def test_listeners_use_the_session_url_and_pools_the_database_url(
+    database_url: str, conn: Conn
+) -> None:
+    # Behind PgBouncer in transaction mode LISTEN must reach the server itself:
+    # EASYCLAW_DATABASE_SESSION_URL. Here DATABASE_URL leads nowhere, so only a
+    # listener that uses the session URL hears the notification.
+    settings = make_settings(
+        "postgresql://nobody@127.0.0.1:1/none", database_session_url=database_url
+    )
+    heard: list[str] = []
+    listener = Listener(
+        settings, {"easyclaw_test": heard.append}, application_name="easyclaw-test-listener"
+    )
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(listener.connected.wait(), timeout=10)
+        await conn.execute("NOTIFY easyclaw_test, 'hello'")
+        await wait_for(lambda: heard, timeout=5)
+        assert heard == ["hello"]
+        pool = create_pool(settings, application_name="easyclaw-test", min_size=0, max_size=1)
+        await pool.open(wait=False)
+        try:
+            with pytest.raises(psycopg_pool.PoolTimeout):
+                async with pool.connection(timeout=1) as pooled_conn:
+                    await pooled_conn.execute("SELECT 1")
+        finally:
+            await pool.close()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -35,8 +35,9 @@ def _settings(kind: type[_S], **flags: Any) -> _S:
     from easyclaw.core.jsonlog import hide_in_logs
 
     settings = kind(**{name: value for name, value in flags.items() if value is not None})
-    if settings.database_url is not None:
-        hide_in_logs(*password_fragments(settings.database_url.get_secret_value()))
+    for url in (settings.database_url, settings.database_session_url):
+        if url is not None:
+            hide_in_logs(*password_fragments(url.get_secret_value()))
     return settings
 
 
@@ -93,7 +94,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from easyclaw.core.settings import DatabaseSettings
 
     settings = _settings(DatabaseSettings)
-    applied = asyncio.run(migrate(settings.require_database_url()))
+    applied = asyncio.run(migrate(settings.require_session_database_url()))
     if applied:
         for migration in applied:
             print(f"applied {migration.version:04d}_{migration.name}")

@@ -133,9 +133,11 @@ async def check_if_suspect(conn: AsyncConn) -> None:
 
 
 async def connect(settings: DatabaseSettings, *, application_name: str) -> AsyncConn:
-    """A single connection outside the pool (listeners, migrations, scripts)."""
+    """A connection of its own, outside the pool, for what needs a whole session
+    (LISTEN, advisory locks): to EASYCLAW_DATABASE_SESSION_URL if set, which a
+    deployment behind PgBouncer in transaction mode points at the server itself."""
     return await psycopg.AsyncConnection.connect(
-        settings.require_database_url(), **connection_kwargs(settings, application_name)
+        settings.require_session_database_url(), **connection_kwargs(settings, application_name)
     )
 
 

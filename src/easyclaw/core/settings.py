@@ -68,6 +68,12 @@ class DatabaseSettings(SettingsBase):
         validation_alias=AliasChoices("DATABASE_URL", "EASYCLAW_DATABASE_URL"),
         description="PostgreSQL URL; unset means `easyclaw up` starts an embedded server",
     )
+    database_session_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL for the connections that need a session of their own "
+        "(LISTEN, the migrations' and the metrics mirror's advisory locks): the server itself "
+        "when DATABASE_URL points at PgBouncer in transaction mode; unset means DATABASE_URL",
+    )
     db_pool_min_size: int = Field(1, ge=0)
     db_pool_max_size: int = Field(10, ge=1)
     db_connect_timeout_seconds: float = Field(3.0, gt=0)
@@ -97,6 +103,12 @@ class DatabaseSettings(SettingsBase):
         if self.database_url is None:
             raise SettingsError("DATABASE_URL is not set")
         return self.database_url.get_secret_value()
+
+    def require_session_database_url(self) -> str:
+        """The URL for session-scoped connections (LISTEN, advisory locks, migrations)."""
+        if self.database_session_url is not None:
+            return self.database_session_url.get_secret_value()
+        return self.require_database_url()
 
 
 class JobSettings(SettingsBase):
