@@ -10,7 +10,7 @@ CONSTRAINTS := -c constraints.txt
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help up test lint typecheck unit schema chart bench bench-fairness bench-longpoll bench-compare bench-goals bench-connections bench-post growth drills clean synth eks-values
+.PHONY: help up test lint typecheck unit schema chart bench bench-fairness bench-fleet bench-longpoll bench-compare bench-goals bench-connections bench-post growth drills clean synth eks-values
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench: $(VENV)/.installed-dev ## queue benchmark (prints a table, appends to doc
 
 bench-fairness: $(VENV)/.installed-dev ## fair share (B's 50 jobs behind A's 5,000) and the drain with and without keys (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.fairness $(BENCH_ARGS)
+
+bench-fleet: $(VENV)/.installed-dev ## 1 to 16 worker processes on one database: jobs/s, lock waits, wait events, connections (~10 min; writes docs/benchmarks.md)
+	$(BIN)/python -m bench.fleet $(BENCH_ARGS)
 
 bench-longpoll: $(VENV)/.installed-dev ## 10,000 long-poll waiters + ordinary traffic on one API process (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.longpoll
