@@ -67,7 +67,7 @@ SELECT l.locktype || ' ' || l.mode
        || coalesce(' on ' || coalesce(l.relation::regclass::text, l.classid::regclass::text), ''),
        left(a.query, 300),
        (SELECT left(b.query, 300) FROM pg_stat_activity AS b
-        WHERE b.pid = (pg_blocking_pids(l.pid))[1])
+        WHERE b.pid = (pg_blocking_pids(l.pid))[1] LIMIT 1)
 FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid
 WHERE NOT l.granted
 """
