@@ -338,11 +338,10 @@ def interpretation(
             f"- {notify / total:.0%} of the waiting lock rows are `{NOTIFY_LOCK}`: PostgreSQL's "
             "NOTIFY lock. A transaction that sent NOTIFY takes it (cluster-wide, on "
             '"database 0") just before it commits and holds it until its commit is on disk, '
-            "so such commits go one at a time, each behind the other's WAL flush. Every claim "
-            "and every batch of completions sends NOTIFY on `easyclaw_job_events` (the "
-            "operator's Running phase and the API's long-polls listen to it), so the more "
-            "worker processes, the more of their commits queue there (`Lock/object` above); "
-            "larger claim batches mean fewer, larger commits."
+            "so such commits go one at a time, each behind the other's WAL flush. Claims and "
+            "completions send one only for watched jobs (a long-poll or the operator follows "
+            "them, migration 0006); inserts, cancels, releases and reaping always do. The "
+            "statements named above are the ones that waited and held it."
         )
     rows = sum(count for what, count in waits.items() if what.startswith("transactionid"))
     if rows:
