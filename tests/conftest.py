@@ -36,6 +36,7 @@ from tests.support.databases import (
     admin_execute,
     create_database,
     drop_database,
+    server_directory,
 )
 from tests.support.ports import free_port
 from tests.support.processes import WorkerProcesses
@@ -65,12 +66,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    server = LocalPostgres(tmp_path_factory.mktemp("postgres"), settings=FAST_UNSAFE_SETTINGS)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop("immediate")
+    with server_directory(tmp_path_factory.mktemp("postgres")) as directory:
+        server = LocalPostgres(directory, settings=FAST_UNSAFE_SETTINGS)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop("immediate")
 
 
 @pytest.fixture(scope="session")

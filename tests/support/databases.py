@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 
@@ -22,6 +27,26 @@ FAST_UNSAFE_SETTINGS = {
 
 _database_numbers = itertools.count()
 
+# Memory-backed, where the system has it. Each test's clone creates and its drop
+# deletes a few hundred files; on ext4 creating files gets slower with every
+# file recently deleted nearby, so on disk a clone cost 0.1 s of server CPU
+# at the start of a run and 0.4 s after 300 tests (here); in memory it stays
+# at 0.04 s.
+MEMORY_FS = Path("/dev/shm")  # noqa: S108 - mkdtemp makes a private directory in it
+
+
+@contextmanager
+def server_directory(fallback: Path) -> Iterator[Path]:
+    """A directory for a throwaway server: in memory if possible, else ``fallback``."""
+    if not (MEMORY_FS.is_dir() and os.access(MEMORY_FS, os.W_OK | os.X_OK)):
+        yield fallback
+        return
+    path = Path(tempfile.mkdtemp(prefix="easyclaw-tests-", dir=MEMORY_FS))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
 
 def admin_execute(url: str, *statements: str) -> None:
     """Run statements outside a transaction (CREATE/DROP DATABASE need that)."""
@@ -33,7 +58,9 @@ def admin_execute(url: str, *statements: str) -> None:
 def create_database(postgres: LocalPostgres, template: str) -> str:
     """A new database cloned from ``template``; returns its name."""
     name = f"test_{os.getpid()}_{next(_database_numbers)}"
-    admin_execute(postgres.url(), f"CREATE DATABASE {name} TEMPLATE {template}")
+    # FILE_COPY copies the template's files instead of writing every page to the
+    # WAL; with fsync off, the checkpoint it needs is cheap (half the CPU here).
+    admin_execute(postgres.url(), f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
     return name
 
 
