@@ -114,7 +114,7 @@ def web_server() -> Iterator[WebServer]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.requests = []
     server.release = threading.Event()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     port = server.server_address[1]
     try:
