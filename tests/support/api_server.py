@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -22,12 +21,9 @@ from easyclaw.api.app import create_app
 from easyclaw.api.server import server_config
 from easyclaw.cli.settings import Settings
 from easyclaw.core.jobtypes import JobTypeRegistry
+from easyclaw.core.tls import client_tls_context
 from tests.support.ports import free_port
 from tests.support.processes import process_env
-
-# The test server speaks plain HTTP, but every httpx client builds a TLS context
-# and loads the CA bundle (~50 ms); one shared context spares that per test.
-_TLS = ssl.create_default_context()
 
 
 @dataclass
@@ -39,7 +35,9 @@ class ApiServer:
     def client(self, user_id: str | None = "test-user-id", **kwargs: Any) -> httpx.AsyncClient:
         headers = {"x-user-id": user_id} if user_id else {}
         headers.update(kwargs.pop("headers", {}))
-        kwargs.setdefault("verify", _TLS)
+        # The test server speaks plain HTTP, but every httpx client would build a
+        # TLS context and load the CA bundle (~50 ms); the process's one spares that.
+        kwargs.setdefault("verify", client_tls_context())
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
 
     @property
@@ -92,15 +90,16 @@ def api_process(settings: Settings, log_path: Path) -> Iterator[tuple[str, int]]
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+        with httpx.Client(timeout=1, verify=client_tls_context()) as http:
+            while True:
+                try:
+                    if http.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
         yield url, process.pid
     finally:
         process.terminate()

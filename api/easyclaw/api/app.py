@@ -23,6 +23,7 @@ from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.jsonlog import write_repeat_counts
+from easyclaw.core.tls import client_tls_context
 
 
 def create_app(
@@ -30,7 +31,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or ApiProcessSettings()
     registry = registry or load_registry(settings)
-    http = httpx.AsyncClient()
+    http = httpx.AsyncClient(verify=client_tls_context())
     # One pool per process. Checking a connection on checkout costs one round
     # trip and means no request fails on a connection a DB restart killed.
     pool = create_pool(settings, application_name="easyclaw-api", check_on_checkout=True)

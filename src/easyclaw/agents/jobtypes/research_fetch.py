@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from easyclaw.core.errors import PermanentJobError, RetryableJobError, retry_after_seconds
+from easyclaw.core.tls import client_tls_context
 
 MAX_REDIRECTS = 5
 ALLOWED_SCHEMES = frozenset({"http", "https"})
@@ -131,7 +132,10 @@ async def fetch_page(
     redirects: list[str] = []
     timeout = httpx.Timeout(timeout_seconds)
     async with httpx.AsyncClient(
-        timeout=timeout, follow_redirects=False, trust_env=False
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        verify=client_tls_context(trust_env=False),
     ) as client:
         for _ in range(MAX_REDIRECTS + 1):
             address = await checked_address(current, allow_private=allow_private)

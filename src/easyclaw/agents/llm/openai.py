@@ -17,6 +17,7 @@ import httpx
 from easyclaw.agents.llm import ChatMessage, ChatReply, ProviderError, ProviderRetryableError
 from easyclaw.core.errors import retry_after_seconds
 from easyclaw.core.jsonlog import EventLogger
+from easyclaw.core.tls import client_tls_context
 
 log = EventLogger("easyclaw.llm")
 
@@ -40,6 +41,7 @@ class OpenAIProvider:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 10.0)),
             transport=transport,
+            verify=client_tls_context(),
         )
 
     def __repr__(self) -> str:  # never shows the key
