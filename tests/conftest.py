@@ -55,6 +55,15 @@ SLOW_FIXTURES = frozenset({"worker_processes", "image", "synthesized"})
 SLOW_FOLDERS = tuple(Path(__file__).parent / name for name in ("images", "infra", "e2e"))
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """`make unit` (-m "not slow") does not even import the slow folders: the CDK's
+    import alone starts a Node.js process (about 2 s)."""
+    unit = " ".join(str(config.getoption("markexpr") or "").split()) == "not slow"
+    if unit and any(collection_path.is_relative_to(folder) for folder in SLOW_FOLDERS):
+        return True
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -14,7 +14,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from cloudcoil.models.keda import v1alpha1 as keda_models
 
 from tests.charts.rendering import (
     CHART,
@@ -112,6 +111,10 @@ def test_keda_schema_check_catches_a_broken_object() -> None:
 
 
 def test_keda_objects_parse_as_keda_models() -> None:
+    # Imported here: building its ~1,500 models takes over a second, which every
+    # test process would pay at collection.
+    from cloudcoil.models.keda import v1alpha1 as keda_models
+
     models = {
         "ScaledObject": keda_models.ScaledObject,
         "TriggerAuthentication": keda_models.TriggerAuthentication,
