@@ -122,8 +122,11 @@ async def test_late_completion_after_losing_the_lease_is_rejected(
 ) -> None:
     # The first worker's next heartbeat is 10 s away: its attempt finishes before it
     # could learn that the lease is gone, and reports a completion it no longer owns.
+    # One slot, held by that attempt: a late wake-up (the NOTIFY of the insert) cannot
+    # make it claim the reaped job back and stop the attempt; the second worker must.
     first_settings = make_settings(
         database_url,
+        worker_concurrency=1,
         worker_lease_seconds=30.0,
         worker_heartbeat_interval_seconds=10.0,
         worker_poll_interval_seconds=60.0,
