@@ -163,6 +163,7 @@ def peak_memory_bytes(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc status")
 
 
+@pytest.mark.slow  # starts an `easyclaw api` process
 async def test_megabytes_of_headers_are_refused_before_they_are_read(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -12,6 +12,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tests.support.paths import REPO_ROOT
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
@@ -46,6 +48,7 @@ def test_every_easyclaw_folder_is_in_a_source_root() -> None:
     assert found == set(SOURCE_ROOTS)
 
 
+@pytest.mark.slow  # starts a Python process that imports every source root
 def test_installed_package_path_holds_every_source_root(tmp_path: Path) -> None:
     """From outside the checkout, with nothing on PYTHONPATH, `easyclaw` is found
     in every source root and the standard library's `operator` is untouched."""

@@ -65,6 +65,7 @@ def records(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]
     ]
 
 
+@pytest.mark.slow  # starts, stops and restarts a PostgreSQL server of its own
 async def test_an_outage_is_one_event_and_backed_off_retries(
     operator: OperatorUnderTest, own_postgres: LocalPostgres, caplog: pytest.LogCaptureFixture
 ) -> None:
