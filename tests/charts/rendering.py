@@ -8,6 +8,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
 
 from tests.support import k8s_tools
@@ -26,6 +28,18 @@ def helm_binary(layer: k8s_tools.KubectlLayer = k8s_tools.HELM4) -> Path:
 
 def values_file(value_set: str) -> Path:
     return CHART / "ci" / f"{value_set}-values.yaml"
+
+
+# kubernetes-validate parses its JSON schemas on every call, the definitions file
+# (megabytes) included; they never change, so each is parsed once per process
+# (about 5 s of CPU in make unit). Its validate() looks the function up at call time.
+if not hasattr(kubernetes_validate.utils.schema_contents, "cache_info"):
+    kubernetes_validate.utils.schema_contents = cache(kubernetes_validate.utils.schema_contents)
+
+
+def validate_kubernetes(obj: dict[str, Any], kube_version: str) -> None:
+    """kubernetes-validate --strict (unknown fields fail) for ``kube_version``."""
+    kubernetes_validate.validate(obj, kube_version, strict=True)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
-from tests.charts.rendering import CHART, render
+from tests.charts.rendering import CHART, render, validate_kubernetes
 
 CRD_FILES = sorted((CHART / "crds").glob("*.yaml"))
 
@@ -22,7 +21,7 @@ def crds() -> list[dict[str, Any]]:
 def test_crds_are_valid_for_kubernetes(kube_version: str) -> None:
     for crd in crds():
         assert crd["kind"] == "CustomResourceDefinition"
-        kubernetes_validate.validate(crd, kube_version, strict=True)
+        validate_kubernetes(crd, kube_version)
 
 
 def test_operator_role_grants_exactly_the_crds_resources() -> None:

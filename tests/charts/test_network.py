@@ -13,10 +13,17 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes_validate
 import pytest
 
-from tests.charts.rendering import NAMESPACE, RELEASE, Rendered, render, run_helm, values_file
+from tests.charts.rendering import (
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    render,
+    run_helm,
+    validate_kubernetes,
+    values_file,
+)
 
 POLICIES = ("networkPolicy.enabled=true",)
 PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
@@ -127,7 +134,7 @@ def test_policies_are_valid_kubernetes(kind: Rendered) -> None:
     policies = kind.of_kind("NetworkPolicy")
     assert len(policies) == 6
     for policy in policies:
-        kubernetes_validate.validate(policy, "1.33.0", strict=True)
+        validate_kubernetes(policy, "1.33.0")
 
 
 def test_the_api_port_is_open_and_its_metrics_only_to_prometheus(kind: Rendered) -> None:

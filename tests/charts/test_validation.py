@@ -21,6 +21,7 @@ from tests.charts.rendering import (
     VALUE_SETS,
     render,
     run_helm,
+    validate_kubernetes,
     values_file,
 )
 from tests.support.paths import REPO_ROOT
@@ -68,7 +69,7 @@ def test_built_in_kinds_are_valid_kubernetes(value_set: str, kube_version: str) 
         if obj["apiVersion"].startswith(CUSTOM_GROUPS):
             continue  # custom resources: checked in test_network, test_monitoring and below
         try:
-            kubernetes_validate.validate(obj, kube_version, strict=True)
+            validate_kubernetes(obj, kube_version)
         except kubernetes_validate.ValidationError as error:
             pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {error.message}")
         checked += 1

@@ -17,7 +17,7 @@ from typing import Any
 import celpy
 import pytest
 
-from tests.charts.rendering import NAMESPACE, RELEASE, Rendered, render
+from tests.charts.rendering import NAMESPACE, RELEASE, Rendered, render, validate_kubernetes
 
 VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
 COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -187,9 +187,7 @@ def test_policy_needs_the_api_and_can_be_turned_off() -> None:
 
 @pytest.mark.parametrize("kube_version", ["1.30.0", "1.33.0", "1.35.0"])
 def test_policy_objects_are_valid_kubernetes(kube_version: str) -> None:
-    import kubernetes_validate
-
     rendered = render("kind", kube_version=kube_version, api_versions=(VAP_API,))
     for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
         (obj,) = rendered.of_kind(kind)
-        kubernetes_validate.validate(obj, kube_version, strict=True)
+        validate_kubernetes(obj, kube_version)
