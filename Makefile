@@ -46,8 +46,12 @@ test: $(VENV)/.installed-dev ## lint, type-check, check declared dependencies an
 	$(BIN)/deptry src api worker operator
 	$(PYTEST)
 
-unit: $(VENV)/.installed-dev ## the fast inner loop: every test not marked slow
-	$(PYTEST) -m "not slow"
+# Most of a unit test's time is waiting (on PostgreSQL, a server, a worker's
+# loop), so more test processes than cores pay off; each has its own PostgreSQL.
+UNIT_PROCESSES ?= 4
+
+unit: $(VENV)/.installed-dev ## the fast inner loop (about a minute): every test not marked slow, in parallel
+	$(PYTEST) -m "not slow" -n $(UNIT_PROCESSES)
 
 lint: $(VENV)/.installed-dev ## ruff only
 	$(BIN)/ruff check .
