@@ -375,7 +375,7 @@ async def test_claim_query_uses_the_partial_pending_index(conn: Conn) -> None:
     await conn.execute(
         "INSERT INTO jobs (user_id, type, status, started_at, finished_at, result_payload) "
         "SELECT 'alice', 'ECHO', 'COMPLETED', now(), now(), '{}'::jsonb "
-        "FROM generate_series(1, 50000)"
+        "FROM generate_series(1, 10000)"
     )
     await conn.execute(
         "INSERT INTO jobs (user_id, type, priority) "
