@@ -13,6 +13,7 @@ Only fixtures live here; the helpers they use (and tests import) are in
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -62,6 +63,12 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if unit and any(collection_path.is_relative_to(folder) for folder in SLOW_FOLDERS):
         return True
     return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The imported modules and collected tests live as long as the run: move them
+    # out of the garbage collector's sight, or every full collection walks them all.
+    gc.freeze()
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
