@@ -51,14 +51,17 @@ _bucket_numbers = itertools.count()
 
 # Tests using these fixtures start worker processes, build the image or
 # synthesize the CDK app, and every test in these folders does one of those:
-# they are slow wherever they live, so `make unit` leaves them out.
+# they are slow wherever they live, so `make unit` leaves them out. The API
+# fuzz test (a server thread, thousands of requests) is slow as a whole file too.
 SLOW_FIXTURES = frozenset({"worker_processes", "image", "synthesized"})
-SLOW_FOLDERS = tuple(Path(__file__).parent / name for name in ("images", "infra", "e2e"))
+SLOW_FOLDERS = tuple(
+    Path(__file__).parent / name for name in ("images", "infra", "e2e", "api/test_fuzz.py")
+)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """`make unit` (-m "not slow") does not even import the slow folders: the CDK's
-    import alone starts a Node.js process (about 2 s)."""
+    import alone starts a Node.js process (about 2 s), schemathesis's takes 0.5 s."""
     unit = " ".join(str(config.getoption("markexpr") or "").split()) == "not slow"
     if unit and any(collection_path.is_relative_to(folder) for folder in SLOW_FOLDERS):
         return True
