@@ -223,7 +223,10 @@ class Worker:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(backoff.next_delay()):
                             await self._stop.wait()
-                    continue
+                # Look at the stop again: one that arrived while the rate
+                # limits were written has already set _wakeup, and the claim
+                # below would clear it and sleep a whole poll interval.
+                continue
             free = self.concurrency - len(self._held)
             if free <= 0:
                 self._capacity.clear()
@@ -272,7 +275,7 @@ class Worker:
                         await self._stop.wait()
                 continue
             backoff.reset()
-            if sleep_for is not None:
+            if sleep_for is not None and not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(sleep_for):
                         await self._wakeup.wait()
