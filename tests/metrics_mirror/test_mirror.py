@@ -411,7 +411,8 @@ async def test_persistent_throttling_gives_up_for_the_interval_and_carries_on(
     [gave_up] = events(caplog, "metrics_mirror.publish_failed")
     assert gave_up["code"] == "ThrottlingException"
     assert gave_up["attempts"] == 3
-    assert proxy.puts() == 4
+    # Three throttled calls, then one per publication (a slow test loop may see a second).
+    assert proxy.puts() == 3 + mirror.publications
     assert read_back(proxy.upstream, "PendingJobs", cluster)
 
 
@@ -434,7 +435,8 @@ async def test_aws_errors_are_logged_not_retried_and_the_next_interval_publishes
     codes = [r["code"] for r in events(caplog, "metrics_mirror.publish_failed")]
     assert codes == ["AccessDenied", "InternalFailure"]
     assert not events(caplog, "metrics_mirror.throttled")
-    assert proxy.puts() == 3
+    # One call per failure, none retried, then one per publication.
+    assert proxy.puts() == 2 + mirror.publications
     assert read_back(proxy.upstream, "PendingJobs", cluster)
 
 
