@@ -95,15 +95,23 @@ LIMIT %(limit)s;
 --
 -- The key rule (repeated in every claim, in next_claim_at and in the KEDA
 -- scaler query): a job with a concurrency key is ready only if fewer than its
--- limit of the key's jobs before it (by seq) are unfinished, PENDING or
--- RUNNING. That bounds the key's RUNNING jobs by the limit: when the newest of
--- them started, fewer than `limit` jobs before it were unfinished, and every
--- older one running now was among them (a job is unfinished from its insert
--- until it finishes, never again after). It needs seq to follow commit order
--- within a key, which lock_concurrency_keys ensures. A retried or
--- reaped job keeps its seq, so it keeps holding back the jobs after it.
--- Unfinished jobs of a key before a given seq are one range of
--- jobs_concurrency_idx per status.
+-- limit of the key's jobs are RUNNING or PENDING before it (by seq). That
+-- bounds the key's RUNNING jobs by the limit: when the newest of them started,
+-- fewer than `limit` jobs before it were unfinished, and every older one
+-- running now was among them (a job is unfinished from its insert until it
+-- finishes, never again after). It needs seq to follow commit order within a
+-- key, which lock_concurrency_keys ensures. A retried or reaped job keeps its
+-- seq, so it keeps holding back the jobs after it. RUNNING jobs after it count
+-- too: one started out of order (by hand, or a rogue session) makes the key
+-- full, rather than every claim that picks the earlier job failing on
+-- jobs_one_running_per_key_idx until that lease runs out. The key's RUNNING
+-- jobs, and its PENDING jobs before a given seq, are one range of
+-- jobs_concurrency_idx each.
+--
+-- started_at is clock_timestamp(), taken after the statement's snapshot: the
+-- snapshot saw the key's previous job finished, so its finished_at (its
+-- transaction's now()) is earlier. now() is taken before planning and could be
+-- earlier than a finish that committed in between.
 WITH buckets AS MATERIALIZED (
     -- rate limits: the token buckets these job types take from, refilled to now
     -- (as this claim's snapshot sees them; the debit re-reads the latest row)
@@ -125,7 +133,7 @@ WITH buckets AS MATERIALIZED (
       AND (j.concurrency_key IS NULL
            OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                      WHERE k.concurrency_key = j.concurrency_key
-                                       AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                       AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
                                      LIMIT j.concurrency_limit) AS before)
               < j.concurrency_limit)
     ORDER BY j.priority DESC, j.run_at, j.id
@@ -172,7 +180,7 @@ WITH buckets AS MATERIALIZED (
         attempts = j.attempts + 1,
         locked_at = now(),
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-        started_at = now(),
+        started_at = clock_timestamp(),  -- after the snapshot: see the key rule
         updated_at = now()
     -- by primary key: a join here may scan the whole table instead
     WHERE j.id = ANY(ARRAY(SELECT id FROM granted))
@@ -332,7 +340,7 @@ WITH RECURSIVE buckets AS MATERIALIZED (
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                          WHERE k.concurrency_key = j.concurrency_key
-                                           AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                           AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
                                          LIMIT j.concurrency_limit) AS before)
                   < j.concurrency_limit)
         ORDER BY j.priority DESC, j.run_at, j.id
@@ -384,7 +392,7 @@ WITH RECURSIVE buckets AS MATERIALIZED (
         attempts = j.attempts + 1,
         locked_at = now(),
         lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-        started_at = now(),
+        started_at = clock_timestamp(),  -- after the snapshot: see the key rule
         updated_at = now()
     -- by primary key: a join here may scan the whole table instead
     WHERE j.id = ANY(ARRAY(SELECT id FROM granted))
@@ -461,7 +469,7 @@ SELECT CASE
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                          WHERE k.concurrency_key = j.concurrency_key
-                                           AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
+                                           AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
                                          LIMIT j.concurrency_limit) AS before)
                   < j.concurrency_limit))
     THEN now()
