@@ -126,3 +126,43 @@ async def test_a_completion_decodes_its_outcomes_once_and_reads_only_their_jobs(
     [finished] = [node for node in nodes if node.get("Subplan Name") == "CTE finished"]
     assert finished["Actual Rows"] == 256
     assert job_rows_read(nodes) <= 2 * 256
+
+
+async def test_a_claim_over_many_keyed_jobs_is_never_jit_compiled(database_url: str) -> None:
+    """Jobs waiting behind concurrency keys raise a claim's estimated cost past
+    jit_above_cost; where PostgreSQL has LLVM it would then compile the claim on
+    every execution (280-300 ms against 5 ms on PostgreSQL 15). Worker sessions
+    turn JIT off, so the estimate cannot matter."""
+    kwargs = connection_kwargs(
+        make_settings(database_url), "easyclaw-worker", CLAIMING_SESSION_SETTINGS
+    )
+    async with await psycopg.AsyncConnection.connect(database_url, **kwargs) as conn:
+        await queue.ensure_user(conn, USER)
+        await queue.enqueue_many(
+            conn,
+            user_id=USER,
+            type="ECHO",
+            payloads=[{}] * 20_000,
+            concurrency_keys=[f"conversation:{n % 100}" for n in range(20_000)],
+        )
+        await conn.execute("ANALYZE jobs")
+        cursor = await conn.execute(
+            "EXPLAIN (FORMAT JSON) " + query("claim_jobs_fair"),  # type: ignore[operator]
+            {
+                "worker_id": "w1",
+                "types": ["ECHO"],
+                "limit": 16,
+                "lease_seconds": 30.0,
+                "cursor": "",
+                "user_max_running": 0,
+            },
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        estimated_cost = row[0][0]["Plan"]["Total Cost"]
+        cursor = await conn.execute(
+            "SELECT current_setting('jit'), current_setting('jit_above_cost')::float8"
+        )
+        jit, jit_above_cost = await cursor.fetchone() or (None, None)
+    assert estimated_cost > jit_above_cost, "the case this test is about no longer arises"
+    assert jit == "off"

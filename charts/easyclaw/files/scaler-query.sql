@@ -45,7 +45,11 @@ walk (user_id, counted) AS (
                   AND (j.concurrency_key IS NULL
                        OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                                  WHERE k.concurrency_key = j.concurrency_key
-                                                   AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
+                                                   AND k.status = 'RUNNING'
+                                                 UNION ALL
+                                                 SELECT FROM jobs AS k
+                                                 WHERE k.concurrency_key = j.concurrency_key
+                                                   AND k.status = 'PENDING' AND k.seq < j.seq
                                                  LIMIT j.concurrency_limit) AS before)
                           < j.concurrency_limit)
                 LIMIT :cap) AS ready)
@@ -66,7 +70,11 @@ rate_limited AS (
                AND (j.concurrency_key IS NULL
                     OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                               WHERE k.concurrency_key = j.concurrency_key
-                                                AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
+                                                AND k.status = 'RUNNING'
+                                              UNION ALL
+                                              SELECT FROM jobs AS k
+                                              WHERE k.concurrency_key = j.concurrency_key
+                                                AND k.status = 'PENDING' AND k.seq < j.seq
                                               LIMIT j.concurrency_limit) AS before)
                        < j.concurrency_limit)
              LIMIT :cap) AS ready))), 0) AS startable

@@ -94,8 +94,8 @@ class DatabaseSettings(SettingsBase):
     db_startup_options: bool = Field(
         True,
         description="send the session settings (the two timeouts above, and the workers' "
-        "planner setting `enable_bitmapscan=off`) as the `options` startup parameter; "
-        "disable behind PgBouncer, which refuses it, and set them on the role instead",
+        "planner settings `enable_bitmapscan=off` and `jit=off`) as the `options` startup "
+        "parameter; disable behind PgBouncer, which refuses it, and set them on the role instead",
     )
 
     def require_database_url(self) -> str:

@@ -106,7 +106,8 @@ LIMIT %(limit)s;
 -- full, rather than every claim that picks the earlier job failing on
 -- jobs_one_running_per_key_idx until that lease runs out. The key's RUNNING
 -- jobs, and its PENDING jobs before a given seq, are one range of
--- jobs_concurrency_idx each.
+-- jobs_concurrency_idx each: two branches of a UNION ALL under one LIMIT (an
+-- OR of the two is not an index range, and read every later PENDING job).
 --
 -- started_at is clock_timestamp(), taken after the statement's snapshot: the
 -- snapshot saw the key's previous job finished, so its finished_at (its
@@ -133,7 +134,11 @@ WITH buckets AS MATERIALIZED (
       AND (j.concurrency_key IS NULL
            OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                      WHERE k.concurrency_key = j.concurrency_key
-                                       AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
+                                       AND k.status = 'RUNNING'
+                                     UNION ALL
+                                     SELECT FROM jobs AS k
+                                     WHERE k.concurrency_key = j.concurrency_key
+                                       AND k.status = 'PENDING' AND k.seq < j.seq
                                      LIMIT j.concurrency_limit) AS before)
               < j.concurrency_limit)
     ORDER BY j.priority DESC, j.run_at, j.id
@@ -340,7 +345,11 @@ WITH RECURSIVE buckets AS MATERIALIZED (
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                          WHERE k.concurrency_key = j.concurrency_key
-                                           AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
+                                           AND k.status = 'RUNNING'
+                                         UNION ALL
+                                         SELECT FROM jobs AS k
+                                         WHERE k.concurrency_key = j.concurrency_key
+                                           AND k.status = 'PENDING' AND k.seq < j.seq
                                          LIMIT j.concurrency_limit) AS before)
                   < j.concurrency_limit)
         ORDER BY j.priority DESC, j.run_at, j.id
@@ -469,7 +478,11 @@ SELECT CASE
           AND (j.concurrency_key IS NULL
                OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                          WHERE k.concurrency_key = j.concurrency_key
-                                           AND (k.status = 'RUNNING' OR (k.status = 'PENDING' AND k.seq < j.seq))
+                                           AND k.status = 'RUNNING'
+                                         UNION ALL
+                                         SELECT FROM jobs AS k
+                                         WHERE k.concurrency_key = j.concurrency_key
+                                           AND k.status = 'PENDING' AND k.seq < j.seq
                                          LIMIT j.concurrency_limit) AS before)
                   < j.concurrency_limit))
     THEN now()
