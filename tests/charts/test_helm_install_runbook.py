@@ -107,3 +107,36 @@ def test_the_commands_of_b6_address_what_was_installed(installed: list[dict[str,
         named(installed, "Job", "easyclaw-migrations")["metadata"]["annotations"]["helm.sh/hook"]
         == "pre-install,pre-upgrade"
     )
+
+
+def test_b7_serves_the_api_over_https_only(tmp_path: Any) -> None:
+    """B7's upgrade, rendered as written: an ALB Ingress for API_HOST with the
+    certificate, HTTP only redirecting to HTTPS, routed to the API port only."""
+    variables = shell_variables()
+    heredoc = re.search(r"cat > my-values.yaml <<(\w+)\n(.*?)\n\1\n", PART_B, re.DOTALL)
+    assert heredoc
+    values = tmp_path / "my-values.yaml"
+    values.write_text(expand(heredoc.group(2), variables))
+    (upgrade,) = [c for c in commands("helm upgrade easyclaw ") if "--set" in c]
+    flags = upgrade[4:]
+    sets = [flags[i + 1] for i, flag in enumerate(flags) if flag == "--set"]
+    args = ["template", "easyclaw", str(REPO_ROOT / "charts" / "easyclaw")]
+    args += ["--namespace", flags[flags.index("--namespace") + 1], "--values", str(values)]
+    args += ["--api-versions", "keda.sh/v1alpha1"]
+    for value in sets:
+        args += ["--set", value]
+    result = run_helm(*args)
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    ingress = named(objects, "Ingress", "easyclaw-api")
+    (printed,) = commands("kubectl -n easyclaw get ingress ")
+    assert printed[5] == "easyclaw-api"
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == variables["CERTIFICATE_ARN"]
+    assert annotations["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTP":80},{"HTTPS":443}]'
+    assert annotations["alb.ingress.kubernetes.io/ssl-redirect"] == "443"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == variables["API_HOST"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "easyclaw-api", "port": {"name": "http"}}
+    assert "curl -s https://$API_HOST/healthz" in PART_B
