@@ -85,10 +85,12 @@ async def test_a_refused_claim_is_logged_and_claimed_again(
     assert done_first.finished_at is not None
     assert done_second.started_at is not None
     assert done_second.started_at >= done_first.finished_at
-    # Once the rogue's job is seen RUNNING, the key is full: one refused claim,
-    # not one per claim until that lease runs out.
-    [conflict] = events(worker_logs, "claim.key_conflict")
-    assert "jobs_one_running_per_key_idx" in conflict["error"]
+    # Claims refused while the rogue's job holds the key back off (0.1 s, then
+    # doubling) instead of following each other until its lease runs out (about
+    # 40 in that second before).
+    conflicts = events(worker_logs, "claim.key_conflict")
+    assert 1 <= len(conflicts) <= 8, f"{len(conflicts)} refused claims"
+    assert "jobs_one_running_per_key_idx" in conflicts[0]["error"]
     assert not events(worker_logs, "worker.error")
 
 

@@ -45,11 +45,7 @@ walk (user_id, counted) AS (
                   AND (j.concurrency_key IS NULL
                        OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                                  WHERE k.concurrency_key = j.concurrency_key
-                                                   AND k.status = 'RUNNING'
-                                                 UNION ALL
-                                                 SELECT FROM jobs AS k
-                                                 WHERE k.concurrency_key = j.concurrency_key
-                                                   AND k.status = 'PENDING' AND k.seq < j.seq
+                                                   AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
                                                  LIMIT j.concurrency_limit) AS before)
                           < j.concurrency_limit)
                 LIMIT :cap) AS ready)
@@ -70,11 +66,7 @@ rate_limited AS (
                AND (j.concurrency_key IS NULL
                     OR (SELECT count(*) FROM (SELECT FROM jobs AS k
                                               WHERE k.concurrency_key = j.concurrency_key
-                                                AND k.status = 'RUNNING'
-                                              UNION ALL
-                                              SELECT FROM jobs AS k
-                                              WHERE k.concurrency_key = j.concurrency_key
-                                                AND k.status = 'PENDING' AND k.seq < j.seq
+                                                AND k.status IN ('PENDING', 'RUNNING') AND k.seq < j.seq
                                               LIMIT j.concurrency_limit) AS before)
                        < j.concurrency_limit)
              LIMIT :cap) AS ready))), 0) AS startable

@@ -211,6 +211,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0)
         empty_rounds = 0  # fair-share claims in a row that started nothing but asked for more
+        key_conflicts = 0  # claims in a row refused by jobs_one_running_per_key_idx
         rate_limits_written = False
         while not self._stop.is_set():
             if not rate_limits_written:
@@ -265,8 +266,17 @@ class Worker:
             except psycopg.errors.UniqueViolation as error:
                 # Two jobs of one sequential key would have run at once (their
                 # submissions committed out of order): the database refused the
-                # whole claim. Claim again; the rule now sees the running one.
+                # whole claim. Claim again at once; the rule now sees the running
+                # one. If the claim is refused again, a later job of the key was
+                # started behind the rule's back (by hand): claiming cannot
+                # succeed until it finishes or its lease runs out, so back off
+                # rather than send a refused claim per round trip.
                 log.warning("claim.key_conflict", worker_id=self.worker_id, error=str(error))
+                if key_conflicts:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(backoff.next_delay()):
+                            await self._stop.wait()
+                key_conflicts += 1
                 continue
             except Exception as error:
                 self._log_db_error("claim", error)
@@ -275,6 +285,7 @@ class Worker:
                         await self._stop.wait()
                 continue
             backoff.reset()
+            key_conflicts = 0
             if sleep_for is not None and not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(sleep_for):
