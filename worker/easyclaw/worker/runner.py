@@ -203,6 +203,12 @@ class Worker:
             async with pooled(self.pool) as conn:
                 await queue.worker_stopped(conn, worker_id=self.worker_id)
 
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the worker is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
     # ------------------------------------------------------------ claiming
 
     def _on_jobs_ready(self, _payload: str) -> None:
@@ -211,7 +217,6 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = Backoff(base=0.1, cap=5.0)
         empty_rounds = 0  # fair-share claims in a row that started nothing but asked for more
-        key_conflicts = 0  # claims in a row refused by jobs_one_running_per_key_idx
         rate_limits_written = False
         while not self._stop.is_set():
             if not rate_limits_written:
@@ -221,9 +226,7 @@ class Worker:
                     rate_limits_written = True
                 except Exception as error:
                     self._log_db_error("rate_limits", error)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(backoff.next_delay()):
-                            await self._stop.wait()
+                    await self._pause(backoff.next_delay())
                 # Look at the stop again: one that arrived while the rate
                 # limits were written has already set _wakeup, and the claim
                 # below would clear it and sleep a whole poll interval.
@@ -266,26 +269,19 @@ class Worker:
             except psycopg.errors.UniqueViolation as error:
                 # Two jobs of one sequential key would have run at once (their
                 # submissions committed out of order): the database refused the
-                # whole claim. Claim again at once; the rule now sees the running
-                # one. If the claim is refused again, a later job of the key was
+                # whole claim. Claim again after a short pause; the rule now sees
+                # the running one. Refused again, a later job of the key was
                 # started behind the rule's back (by hand): claiming cannot
-                # succeed until it finishes or its lease runs out, so back off
-                # rather than send a refused claim per round trip.
+                # succeed until it finishes or its lease runs out, so the pauses
+                # grow rather than a refused claim going out per round trip.
                 log.warning("claim.key_conflict", worker_id=self.worker_id, error=str(error))
-                if key_conflicts:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(backoff.next_delay()):
-                            await self._stop.wait()
-                key_conflicts += 1
+                await self._pause(backoff.next_delay())
                 continue
             except Exception as error:
                 self._log_db_error("claim", error)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff.next_delay()):
-                        await self._stop.wait()
+                await self._pause(backoff.next_delay())
                 continue
             backoff.reset()
-            key_conflicts = 0
             if sleep_for is not None and not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(sleep_for):
