@@ -76,6 +76,12 @@ class Listener:
                 # handled the same way: wait a little and listen again.
                 was_connected = self.connected.is_set()
                 self.connected.clear()
+                reason = str(error) or type(error).__name__
                 if was_connected:
-                    log.warning("listener.disconnected", error=str(error) or type(error).__name__)
+                    log.warning("listener.disconnected", error=reason)
+                else:
+                    # Say so: otherwise a wrong session URL goes unnoticed, the
+                    # process working on without notifications (a worker only
+                    # by its fallback poll, long-polls by their re-check).
+                    log.warning("listener.connect_failed", error=reason)
                 await asyncio.sleep(backoff.next_delay())
