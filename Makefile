@@ -50,7 +50,7 @@ test: $(VENV)/.installed-dev ## lint, type-check, check declared dependencies an
 # loop), so more test processes than cores pay off; each has its own PostgreSQL.
 UNIT_PROCESSES ?= 4
 
-unit: $(VENV)/.installed-dev ## the fast inner loop (about a minute): every test not marked slow, in parallel
+unit: $(VENV)/.installed-dev ## the fast inner loop (under a minute): every test not marked slow, in parallel
 	$(PYTEST) -m "not slow" -n $(UNIT_PROCESSES)
 
 lint: $(VENV)/.installed-dev ## ruff only
