@@ -10,11 +10,13 @@ from uuid import UUID, uuid4
 
 import httpx
 import orjson
+import psycopg
 
 from easyclaw.core import queue
 from easyclaw.core.db import AsyncPool
 from easyclaw.worker.runner import Worker
 from tests.api.conftest import GUIDE_JOB, assert_error, read, submit
+from tests.support.notifications import heard_until, heard_until_marker, listening
 
 JOB_FIELDS = {
     "id",
@@ -84,6 +86,31 @@ async def test_submitting_the_guide_job_answers_201_with_its_id(
     assert body["message"] == "Job created successfully"
     again = await client.post("/jobs", json=GUIDE_JOB)
     assert again.json()["jobId"] != body["jobId"]  # without a key, every request is a new job
+
+
+async def test_a_submission_wakes_the_workers_after_its_commit_not_inside_it(
+    client: httpx.AsyncClient, database_url: str, conn: psycopg.AsyncConnection[Any]
+) -> None:
+    # A NOTIFY inside the insert's transaction would hold PostgreSQL's
+    # database-wide notify lock through the commit's flush, one submission
+    # after another; the API sends its wake-up ("submitted") after the commit,
+    # so nothing (the insert trigger's "inserted") comes before it.
+    async with listening(database_url) as listener:
+        for body in (
+            GUIDE_JOB,
+            {"type": "CHAT", "payload": {"message": "hi"}},  # starts a conversation with it
+            dict(GUIDE_JOB, concurrencyKey="one-at-a-time"),  # locks its key meanwhile
+        ):
+            response = await client.post("/jobs", json=body)
+            assert response.status_code == 201, response.text
+            assert await heard_until(listener, "submitted") == ["submitted"], body
+        # A repeated idempotent request creates nothing, and wakes nobody.
+        first = await client.post("/jobs", json=GUIDE_JOB, headers={"Idempotency-Key": "once"})
+        assert first.status_code == 201, first.text
+        assert await heard_until(listener, "submitted") == ["submitted"]
+        again = await client.post("/jobs", json=GUIDE_JOB, headers={"Idempotency-Key": "once"})
+        assert again.status_code == 200, again.text
+        assert await heard_until_marker(listener, conn) == []
 
 
 # ---------------------------------------------------------------- GET /jobs/{id}

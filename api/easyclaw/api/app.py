@@ -24,6 +24,7 @@ from easyclaw.core.db import create_pool
 from easyclaw.core.jobtypes import JobTypeRegistry, load_registry
 from easyclaw.core.jsonlog import write_repeat_counts
 from easyclaw.core.tls import client_tls_context
+from easyclaw.core.wakeups import WorkerWakeUps
 
 
 def create_app(
@@ -44,6 +45,7 @@ def create_app(
         authenticator=Authenticator(settings, http),
         http=http,
         users=KnownUsers(free_credits=settings.free_tier_credits),
+        wake_ups=WorkerWakeUps(pool),
     )
 
     @asynccontextmanager
@@ -51,15 +53,18 @@ def create_app(
         # Start even if the database is down: /readyz says so, and requests get 503.
         await state.pool.open(wait=False)
         waiters = asyncio.create_task(state.waiters.run(), name="api-long-poll-waiters")
+        wake_ups = asyncio.create_task(state.wake_ups.run(), name="api-worker-wake-ups")
         metrics = MetricsServer(state) if settings.api_metrics_port else None
         if metrics is not None:
             await metrics.start()
         try:
             yield
         finally:
-            waiters.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiters
+            for task in (waiters, wake_ups):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await state.wake_ups.flush()
             if metrics is not None:
                 await metrics.close()
             await state.pool.close()

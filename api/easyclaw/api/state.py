@@ -13,6 +13,7 @@ from easyclaw.api.settings import ApiProcessSettings
 from easyclaw.api.waiters import JobWaiters
 from easyclaw.core.db import AsyncPool
 from easyclaw.core.jobtypes import JobTypeRegistry
+from easyclaw.core.wakeups import WorkerWakeUps
 
 
 @dataclass(kw_only=True)
@@ -25,3 +26,4 @@ class ApiState:
     authenticator: Authenticator
     http: httpx.AsyncClient
     users: KnownUsers
+    wake_ups: WorkerWakeUps

@@ -44,6 +44,7 @@ from easyclaw.core.ids import uuid7
 from easyclaw.core.jobtypes import JobType, JobTypeRegistry
 from easyclaw.core.models import Job
 from easyclaw.core.scheduling import MAX_CONCURRENCY_LIMIT, is_concurrency_key
+from easyclaw.core.wakeups import WorkerWakeUps
 
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
@@ -130,8 +131,12 @@ async def submit_job(
     registry: JobTypeRegistry,
     settings: AgentSettings,
     users: KnownUsers,
+    wake_ups: WorkerWakeUps | None = None,
 ) -> queue.Enqueued:
     """Validate the request, apply the user and billing rules, and enqueue the job.
+
+    With ``wake_ups`` the workers are woken through it once the job is
+    committed, rather than by the insert trigger inside the transaction.
 
     An invalid request is refused before a connection is taken. Raises
     ``UnknownJobTypeError`` or ``InvalidPayloadError`` (from the registry), a
@@ -173,31 +178,35 @@ async def submit_job(
             idempotency_key=request.idempotency_key,
             concurrency_key=key,
             concurrency_limit=limit,
+            wake_workers=wake_ups is None,
         )
         try:
             if conversation_id != job_id:
-                return await enqueue()
-            # A new conversation, named after its first job, created with it.
-            async with conn.transaction() as transaction:
-                await create_conversation(
-                    conn,
-                    conversation_id=job_id,
-                    user_id=request.user_id,
-                    title=conversation_title(payload),
-                )
-                try:
-                    enqueued = await enqueue()
-                except queue.IdempotencyConflictError as error:
-                    if not _started_its_own(error.job, job_type, payload):
-                        raise
-                    enqueued = queue.Enqueued(job=error.job, created=False)
-                if not enqueued.created:
-                    raise psycopg.Rollback(transaction)  # a repeat starts no conversation
-            return enqueued
+                enqueued = await enqueue()
+            else:
+                # A new conversation, named after its first job, created with it.
+                async with conn.transaction() as transaction:
+                    await create_conversation(
+                        conn,
+                        conversation_id=job_id,
+                        user_id=request.user_id,
+                        title=conversation_title(payload),
+                    )
+                    try:
+                        enqueued = await enqueue()
+                    except queue.IdempotencyConflictError as error:
+                        if not _started_its_own(error.job, job_type, payload):
+                            raise
+                        enqueued = queue.Enqueued(job=error.job, created=False)
+                    if not enqueued.created:
+                        raise psycopg.Rollback(transaction)  # a repeat starts no conversation
         except psycopg.errors.ForeignKeyViolation:
             # The user row vanished after it was cached (deleted by an admin).
             users.forget(request.user_id)
             raise UserChangedError(request.user_id) from None
+    if enqueued.created and wake_ups is not None:
+        wake_ups.soon()  # committed: in either branch the transaction has ended
+    return enqueued
 
 
 def _sequencing(

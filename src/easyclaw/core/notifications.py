@@ -3,7 +3,9 @@
 Channels:
 
 ``easyclaw_jobs_ready``
-    a job was inserted (or handed back); idle workers should claim now.
+    a job was inserted (or handed back); idle workers should claim now. The
+    payload says why: ``inserted`` (the insert trigger), ``submitted`` (the
+    API, after its commit), ``released``, ``reaped`` or ``cancelled``.
 ``easyclaw_cancel``
     payload: a job id whose user asked to cancel it while RUNNING.
 ``easyclaw_job_events``

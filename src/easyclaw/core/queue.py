@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -91,8 +92,12 @@ async def enqueue(
     concurrency_key: str | None = None,
     concurrency_limit: int | None = None,
     job_id: UUID | None = None,
+    wake_workers: bool = True,
 ) -> Enqueued:
-    """Insert a PENDING job (workers are woken by the insert trigger).
+    """Insert a PENDING job; the insert trigger wakes idle workers at commit,
+    unless ``wake_workers`` is false: then the caller wakes them once its
+    transaction has committed (``WorkerWakeUps``), which keeps the NOTIFY's
+    database-wide lock out of the submission's commit.
 
     With an idempotency key, a repeated request returns the job the first one
     created; the same key with a different type, payload, conversation or
@@ -118,6 +123,7 @@ async def enqueue(
         "idempotency_key": idempotency_key,
         "concurrency_key": concurrency_key,
         "concurrency_limit": concurrency_limit,
+        "notify_after_commit": "off" if wake_workers else "on",
     }
     cursor = conn.cursor(row_factory=dict_row)
     if concurrency_key is None:
@@ -489,9 +495,16 @@ async def release_jobs(
     return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
 
 
-async def notify_jobs_ready(conn: AsyncConn) -> None:
-    """Wake idle workers: jobs were handed back (released or reaped) and can be claimed now."""
-    await conn.execute(query("notify_jobs_ready"))
+async def notify_jobs_ready(conn: AsyncConn, *, reason: str) -> None:
+    """Wake idle workers: jobs were handed back (released or reaped), or committed by a
+    submitter that wakes them itself (``WorkerWakeUps``), and can be claimed now.
+
+    Outside any transaction: the statement turns synchronous_commit off for the
+    transaction it runs in.
+    """
+    if conn.info.transaction_status is not TransactionStatus.IDLE:
+        raise RuntimeError("notify_jobs_ready must run outside a transaction")
+    await conn.execute(query("notify_jobs_ready"), {"reason": reason})
 
 
 async def reap_expired_leases(conn: AsyncConn, *, limit: int = 500) -> list[ReapedJob]:

@@ -191,7 +191,8 @@ class Worker:
                         conn, worker_id=self.worker_id, job_ids=unfinished
                     )
                     if JobStatus.PENDING in released.values():
-                        await queue.notify_jobs_ready(conn)  # for the workers that stay
+                        # For the workers that stay.
+                        await queue.notify_jobs_ready(conn, reason="released")
                 for job_id, status in released.items():
                     log.info("job.released", job_id=str(job_id), status=status.value)
             except Exception as error:
@@ -544,7 +545,8 @@ class Worker:
             else:
                 log.warning("job.failed", **fields, error="lease expired on the last attempt")
         if any(job.status is JobStatus.PENDING for job in reaped):
-            await queue.notify_jobs_ready(conn)  # idle workers (this one too) claim them now
+            # Idle workers (this one too) claim them now.
+            await queue.notify_jobs_ready(conn, reason="reaped")
 
     def _log_db_error(self, during: str, error: BaseException) -> None:
         if is_unavailable(error):

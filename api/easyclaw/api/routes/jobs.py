@@ -93,7 +93,12 @@ async def create_job(
     )
     try:
         enqueued = await submit_job(
-            state.pool, request, registry=state.registry, settings=state.settings, users=state.users
+            state.pool,
+            request,
+            registry=state.registry,
+            settings=state.settings,
+            users=state.users,
+            wake_ups=state.wake_ups,
         )
     except UnknownJobTypeError as error:
         raise ApiError(422, "UNKNOWN_JOB_TYPE", str(error)) from None

@@ -25,13 +25,20 @@ SELECT count(*) AS created FROM inserted;
 -- would count from that past instant, ~2,000 years for year 2.
 -- A keyed job's submitter holds lock_concurrency_keys until it commits, so jobs
 -- of one key take their seq in the order they become visible.
+-- notify_after_commit 'on': the caller wakes the workers itself once its
+-- transaction has committed, and the insert trigger does not (migration 0007).
+WITH submitter AS (
+    SELECT set_config('easyclaw.notify_after_commit', %(notify_after_commit)s::text, true)
+)
 INSERT INTO jobs (id, user_id, conversation_id, type, input_payload, priority,
                   max_attempts, timeout_seconds, run_at, idempotency_key,
                   concurrency_key, concurrency_limit)
-VALUES (%(id)s, %(user_id)s, %(conversation_id)s, %(type)s, %(payload)s, %(priority)s,
-        %(max_attempts)s, %(timeout_seconds)s,
-        greatest(coalesce(%(run_at)s::timestamptz, now()), now()), %(idempotency_key)s,
-        %(concurrency_key)s, %(concurrency_limit)s)
+SELECT %(id)s::uuid, %(user_id)s::text, %(conversation_id)s::uuid, %(type)s::text,
+       %(payload)s::jsonb, %(priority)s::smallint, %(max_attempts)s::integer,
+       %(timeout_seconds)s::double precision,
+       greatest(coalesce(%(run_at)s::timestamptz, now()), now()), %(idempotency_key)s::text,
+       %(concurrency_key)s::text, %(concurrency_limit)s::smallint
+FROM submitter
 ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -608,7 +615,12 @@ WITH expired AS (
 SELECT reaped.* FROM reaped, notified;
 
 -- name: notify_jobs_ready
-SELECT pg_notify('easyclaw_jobs_ready', '');
+-- The payload says why (workers ignore it): released, reaped, submitted
+-- (cancel_job's: cancelled; the insert trigger's: inserted). Sent in a
+-- transaction of its own, which need not wait for its WAL flush: it carries no
+-- data, and a NOTIFY holds the database-wide notify lock until its commit ends.
+SELECT pg_notify('easyclaw_jobs_ready', %(reason)s::text),
+       set_config('synchronous_commit', 'off', true);
 
 -- name: lock_rate_limit_configuration
 -- Workers starting together write the rate limits one after another.
@@ -667,7 +679,7 @@ SELECT cancelled.*,
        CASE WHEN cancelled.status = 'RUNNING'
             THEN pg_notify('easyclaw_cancel', cancelled.id::text) END AS told_worker,
        CASE WHEN cancelled.status = 'CANCELLED' AND cancelled.concurrency_key IS NOT NULL
-            THEN pg_notify('easyclaw_jobs_ready', '') END AS woke_workers,
+            THEN pg_notify('easyclaw_jobs_ready', 'cancelled') END AS woke_workers,
        easyclaw_notify_job_events(ARRAY[cancelled.id]) AS notified
 FROM cancelled;
 
