@@ -406,7 +406,7 @@ INSERT INTO schema_migrations (version, name, checksum) VALUES (6, 'watched_jobs
 -- easyclaw.notify_after_commit for its transaction; every other insert (psql,
 -- scripts, the operator, plug-ins) still wakes the workers here. The payload
 -- says who woke them (workers ignore it): 'inserted' here; 'submitted',
--- 'released' or 'reaped' from queries.sql's notify_jobs_ready.
+-- 'released', 'reaped' or 'cancelled' from queries.sql.
 CREATE OR REPLACE FUNCTION easyclaw_notify_jobs_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -417,5 +417,5 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-INSERT INTO schema_migrations (version, name, checksum) VALUES (7, 'jobs_ready_after_commit', '6e8dcbb45147a0532c1f3794da0de671e4903b04ef11266d21e564f6b1e9f2d7') ON CONFLICT (version) DO NOTHING;
+INSERT INTO schema_migrations (version, name, checksum) VALUES (7, 'jobs_ready_after_commit', 'b1037f3987079387b15838d645b9651355c4730c70b63541401176946f65b428') ON CONFLICT (version) DO NOTHING;
 COMMIT;
