@@ -87,7 +87,7 @@ bench-fleet: $(VENV)/.installed-dev ## 1 to 16 worker processes on one database:
 bench-longpoll: $(VENV)/.installed-dev ## 10,000 long-poll waiters + ordinary traffic on one API process (writes docs/benchmarks.md)
 	$(BIN)/python -m bench.longpoll
 
-bench-compare: $(VENV)/.installed-bench ## EasyClaw vs PgQueuer, Procrastinate, Celery, baseline (~10 min; writes docs/benchmarks.md and .png)
+bench-compare: $(VENV)/.installed-bench ## EasyClaw and PgQueuer (defaults and tuned) vs Procrastinate, Celery, baseline (~10 min; writes docs/benchmarks.md and .png)
 	$(BIN)/python -m bench.compare
 
 bench-goals: $(VENV)/.installed-bench ## issue 13's drain ratios: EasyClaw vs PgQueuer at defaults and tuned, in turns (writes docs/benchmarks.md)

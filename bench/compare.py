@@ -15,7 +15,13 @@ durable settings; DATABASE_URL's server if set) and is measured the same way:
   first line of the handler (bench/peers/starts.py), p50 / p95 / p99;
 * idle load: transactions per second per idle worker process (Redis
   commands for Celery), over 10 s;
-* memory: peak RSS (VmHWM) of each worker process, children included.
+* memory: peak RSS (VmHWM) of each worker process, children included;
+* CPU per job during the drains: the worker processes' (children included)
+  and the server's (every PostgreSQL process; Redis for Celery), from psutil.
+
+EasyClaw and PgQueuer are each measured at their defaults and tuned
+(EasyClaw concurrency and claim batch 256, PgQueuer ``--batch-size 256``), so
+the issue 13 ratios come from the same run as the other systems.
 
 It writes a table between markers in docs/benchmarks.md and a chart to
 docs/benchmarks.png.
@@ -69,10 +75,50 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     idle: float = float("nan")
     peaks: list[float] = field(default_factory=list)
+    worker_cpu: list[float] = field(default_factory=list)  # µs per job, one per drain
+    server_cpu: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return median(self.rates) if self.rates else float("nan")
+
+
+@dataclass
+class Drain:
+    rate: float  # jobs/s
+    peaks: list[float]  # MiB, each worker process and child
+    worker_cpu: float  # µs of CPU per job, the worker processes and their children
+    server_cpu: float  # µs of CPU per job, the server's processes
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def families(processes: list[subprocess.Popen[bytes]]) -> list[psutil.Process]:
+    found = []
+    for process in processes:
+        try:
+            parent = psutil.Process(process.pid)
+            found += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def server_processes(names: tuple[str, ...]) -> list[psutil.Process]:
+    return [
+        process
+        for process in psutil.process_iter(["name"])
+        if (process.info["name"] or "").startswith(names)
+    ]
 
 
 def peak_rss_mib(processes: list[subprocess.Popen[bytes]]) -> list[float]:
@@ -123,11 +169,13 @@ class Workers:
         await asyncio.to_thread(stop_processes, self.processes, 15)
 
 
-async def drain_once(peer: Peer, jobs: int, log_dir: Path) -> tuple[float, list[float]]:
+async def drain_once(peer: Peer, jobs: int, log_dir: Path) -> Drain:
     await peer.reset()
     async with Workers(peer, log_dir) as processes:
         await asyncio.sleep(0.5)  # idle: start-up queries are over
+        workers, servers = families(processes), server_processes(peer.server_process_names)
         await peer.enqueue_batch(jobs)
+        worker_before, server_before = cpu_seconds(workers), cpu_seconds(servers)
         started = time.perf_counter()
         deadline = started + 900
         while not await peer.drained(jobs):
@@ -135,7 +183,14 @@ async def drain_once(peer: Peer, jobs: int, log_dir: Path) -> tuple[float, list[
                 raise TimeoutError(f"{peer.name}: {jobs} jobs not drained in 900 s")
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
-        return jobs / elapsed, peak_rss_mib(processes)
+        worker_used = cpu_seconds(workers) - worker_before
+        server_used = cpu_seconds(servers) - server_before
+        return Drain(
+            rate=jobs / elapsed,
+            peaks=peak_rss_mib(processes),
+            worker_cpu=worker_used / jobs * 1e6,
+            server_cpu=server_used / jobs * 1e6,
+        )
 
 
 async def pickup_latency(peer: Peer, samples: int, log_dir: Path) -> list[float]:
@@ -175,10 +230,16 @@ async def measure(peer: Peer, args: argparse.Namespace, log_dir: Path) -> Result
     result = Result(peer)
     try:
         for run in range(args.runs):
-            rate, peaks = await drain_once(peer, args.jobs, log_dir)
-            result.rates.append(rate)
-            result.peaks += peaks
-            print(f"{peer.name}: drain run {run + 1}: {rate:,.0f} jobs/s", flush=True)
+            drain = await drain_once(peer, args.jobs, log_dir)
+            result.rates.append(drain.rate)
+            result.peaks += drain.peaks
+            result.worker_cpu.append(drain.worker_cpu)
+            result.server_cpu.append(drain.server_cpu)
+            print(
+                f"{peer.name}: drain run {run + 1}: {drain.rate:,.0f} jobs/s, CPU per job "
+                f"{drain.worker_cpu:.0f} µs workers, {drain.server_cpu:.0f} µs server",
+                flush=True,
+            )
         samples = args.latency_samples
         if peer.max_latency_samples is not None:
             samples = min(samples, 4 if args.quick else peer.max_latency_samples)
@@ -198,8 +259,17 @@ async def measure(peer: Peer, args: argparse.Namespace, log_dir: Path) -> Result
 def peers(args: argparse.Namespace, admin_url: str, work_dir: Path) -> list[Peer]:
     common = {"admin_url": admin_url, "work_dir": work_dir, "processes": args.processes}
     available: dict[str, Peer] = {
-        "easyclaw": EasyClaw(**common, concurrency=args.concurrency, batch=args.batch),
-        "pgqueuer": PgQueuerPeer(**common, batch=args.pgqueuer_batch),
+        "easyclaw": EasyClaw(**common, label="defaults", concurrency=None, batch=None),
+        "easyclaw-tuned": EasyClaw(
+            **common,
+            label=f"{args.concurrency} / {args.batch}",
+            concurrency=args.concurrency,
+            batch=args.batch,
+        ),
+        "pgqueuer": PgQueuerPeer(**common, label="defaults", batch=10),
+        "pgqueuer-tuned": PgQueuerPeer(
+            **common, label=f"batch {args.pgqueuer_batch}", batch=args.pgqueuer_batch
+        ),
         "procrastinate": ProcrastinatePeer(**common, concurrency=args.procrastinate_concurrency),
         "celery": CeleryPeer(**common),
         "baseline": Baseline(**common),
@@ -213,20 +283,21 @@ def peers(args: argparse.Namespace, admin_url: str, work_dir: Path) -> list[Peer
 
 def table(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
-        "| system | version | drain jobs/s (median; runs) | pickup p50 / p95 / p99 ms "
-        "| idle queries/s per worker | peak RSS per worker process |",
-        "|---|---|---|---|---|---|",
+        "| system | version | drain jobs/s (median; runs) | CPU per job: workers / server "
+        "| pickup p50 / p95 / p99 ms | idle queries/s per worker | peak RSS per worker process |",
+        "|---|---|---|---|---|---|---|",
     ]
     for result in results:
         peer = result.peer
         if result.skipped:
-            lines.append(f"| {peer.name} | - | skipped: {result.skipped} | | | |")
+            lines.append(f"| {peer.name} | - | skipped: {result.skipped} | | | | |")
             continue
         runs = ", ".join(f"{rate:,.0f}" for rate in result.rates)
         lat = result.latencies
         count = f" ({len(lat)} jobs)" if len(lat) != args.latency_samples else ""
         lines.append(
             f"| {peer.name} | {peer.version()} | **{result.rate:,.0f}** ({runs}) "
+            f"| {median(result.worker_cpu):.0f} / {median(result.server_cpu):.0f} µs "
             f"| {percentile(lat, 0.5):.1f} / {percentile(lat, 0.95):.1f} / "
             f"{percentile(lat, 0.99):.1f}{count} | {result.idle:.2f} "
             f"| {max(result.peaks):.0f} MiB |"
@@ -234,24 +305,30 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def verdict(results: list[Result]) -> str:
-    measured = [r for r in results if not r.skipped and r.rates]
-    ours = next((r for r in measured if isinstance(r.peer, EasyClaw)), None)
-    others = [r for r in measured if r is not ours and not isinstance(r.peer, Baseline)]
-    if ours is None or not others:
-        return ""
-    best = max(others, key=lambda r: r.rate)
-    lowest = min(measured, key=lambda r: percentile(r.latencies, 0.99))
-    return (
-        f"EasyClaw drains {ours.rate / best.rate:.1f}x as fast as the best peer "
-        f"({best.peer.name}, goal ≥ 2x) and {ours.rate / measured[-1].rate:.1f}x the "
-        f"{measured[-1].peer.name}; the lowest p99 pickup latency is {lowest.peer.name}'s "
-        f"({percentile(lowest.latencies, 0.99):.1f} ms)."
-        if isinstance(measured[-1].peer, Baseline)
-        else f"EasyClaw drains {ours.rate / best.rate:.1f}x as fast as the best peer "
-        f"({best.peer.name}, goal ≥ 2x); the lowest p99 pickup latency is "
-        f"{lowest.peer.name}'s ({percentile(lowest.latencies, 0.99):.1f} ms)."
-    )
+# (EasyClaw's system key, PgQueuer's, the goal as a ratio of their drains)
+RATIO_GOALS = [("easyclaw", "pgqueuer", 2.0), ("easyclaw-tuned", "pgqueuer-tuned", 1.3)]
+
+
+def verdict(results: list[Result], chosen: list[str]) -> str:
+    """Issue 13's ratios, each from this run, and the lowest p99 pickup."""
+    measured = {key: r for key, r in zip(chosen, results, strict=True) if r.rates}
+    lines = []
+    for ours_key, theirs_key, goal in RATIO_GOALS:
+        ours, theirs = measured.get(ours_key), measured.get(theirs_key)
+        if ours is None or theirs is None:
+            continue
+        ratio = ours.rate / theirs.rate
+        lines.append(
+            f"{ours.peer.name} drains **{ratio:.2f}x** as fast as {theirs.peer.name} "
+            f"(goal ≥ {goal}x: {'met' if ratio >= goal else '**not met**'})."
+        )
+    if measured:
+        lowest = min(measured.values(), key=lambda r: percentile(r.latencies, 0.99))
+        lines.append(
+            f"The lowest p99 pickup latency is {lowest.peer.name}'s "
+            f"({percentile(lowest.latencies, 0.99):.1f} ms)."
+        )
+    return " ".join(lines)
 
 
 def chart(results: list[Result], path: Path) -> None:
@@ -261,7 +338,12 @@ def chart(results: list[Result], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     measured = [r for r in results if not r.skipped and r.rates]
-    names = [r.peer.name.replace(" (original design)", "\n(original)") for r in measured]
+    names = [
+        r.peer.name.replace(" (original design)", " (original)")
+        .replace(" (", "\n(")
+        .replace(" + ", "\n+ ")
+        for r in measured
+    ]
     colors = ["#2a7ab0" if isinstance(r.peer, EasyClaw) else "#9aa5b1" for r in measured]
     figure, (drain_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
     drain_axis.bar(names, [r.rate for r in measured], color=colors)
@@ -300,15 +382,20 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes; checks it all works")
-    parser.add_argument("--systems", default="easyclaw,pgqueuer,procrastinate,celery,baseline")
+    parser.add_argument(
+        "--systems",
+        default="easyclaw,pgqueuer,easyclaw-tuned,pgqueuer-tuned,procrastinate,celery,baseline",
+    )
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2, help="worker processes per system")
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=256, help="EasyClaw concurrency")
-    parser.add_argument("--batch", type=int, default=256, help="EasyClaw claim batch")
-    parser.add_argument("--pgqueuer-batch", type=int, default=10, help="pgq run --batch-size")
+    parser.add_argument("--concurrency", type=int, default=256, help="EasyClaw concurrency, tuned")
+    parser.add_argument("--batch", type=int, default=256, help="EasyClaw claim batch, tuned")
+    parser.add_argument(
+        "--pgqueuer-batch", type=int, default=256, help="pgq run --batch-size, tuned"
+    )
     parser.add_argument(
         "--procrastinate-concurrency", type=int, default=16, help="procrastinate --concurrency"
     )
@@ -340,11 +427,13 @@ def main() -> None:
         f"one database per system on the same server; Python {python_version()}; "
         "clients, workers and servers share the machine.\n"
         f"Drain: {args.jobs:,} pre-enqueued no-op jobs, {args.processes} worker processes, "
-        f"median of {args.runs}. Pickup: {args.latency_samples} jobs one at a time to idle "
+        f"median of {args.runs}; CPU per job over the drains, medians (server: every "
+        "PostgreSQL process, Redis for Celery). Pickup: "
+        f"{args.latency_samples} jobs one at a time to idle "
         f"workers. Idle: {args.idle_seconds:g} s. The whole run took {minutes:.1f} minutes.\n\n"
         + table(results, args)
         + "\n\n"
-        + verdict(results)
+        + verdict(results, args.systems.split(","))
         + "\n\n![drain throughput and p99 pickup latency](benchmarks.png)\n\n"
         "How each system was run:\n\n" + settings + "\n"
     )

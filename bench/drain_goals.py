@@ -62,7 +62,7 @@ async def measure(
     try:
         for run in range(args.runs):
             for name, peer in peers.items():
-                rate, _ = await drain_once(peer, args.jobs, log_dir)
+                rate = (await drain_once(peer, args.jobs, log_dir)).rate
                 rates[name].append(rate)
                 print(f"run {run + 1}: {peer.name}: {rate:,.0f} jobs/s", flush=True)
         for name in ("easyclaw defaults", "pgqueuer defaults"):

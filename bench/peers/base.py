@@ -68,6 +68,8 @@ class Peer(abc.ABC):
     """Short lowercase name: database name suffix, command-line selection."""
     max_latency_samples: int | None = None
     """Fewer pickup samples for systems that poll slowly (each sample waits for a poll)."""
+    server_process_names: tuple[str, ...] = ("postgres",)
+    """Names the server's processes start with (their CPU per job is measured)."""
 
     def __init__(self, admin_url: str, work_dir: Path, processes: int, label: str = "") -> None:
         if label:  # one system measured in several configurations in one run

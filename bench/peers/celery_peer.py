@@ -34,6 +34,7 @@ def noop(**payload: Any) -> None:
 
 class CeleryPeer(Peer):
     name = "Celery + Redis"
+    server_process_names = ("redis-server",)
     key = "celery"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
