@@ -1,10 +1,13 @@
 -- Submitters that wake the workers after their commit. The insert trigger's
 -- NOTIFY makes every submission take PostgreSQL's database-wide notify lock at
 -- commit and hold it through the commit's WAL flush, so concurrent POST /jobs
--- could not share a flush: 1,700-1,950 req/s with two API processes, against
--- 2,350-2,650 without the NOTIFY (bench/post_jobs.py, same run). A submitter
--- that sends the wake-up itself once the job is committed (the API, one
--- NOTIFY at a time per process however many jobs committed meanwhile) sets
+-- could not share a flush: the database committed at most one submission per
+-- flush time. With each flush 1 ms later (commit_delay, as on networked
+-- storage), two API processes took 1,600-1,790 req/s before this change and
+-- 1,940-2,280 after (bench/post_jobs.py, same run; level on a local disk).
+-- A submitter that sends the wake-up itself once the job is committed (the
+-- API, one NOTIFY at a time per process however many jobs committed
+-- meanwhile) sets
 -- easyclaw.notify_after_commit for its transaction; every other insert (psql,
 -- scripts, the operator, plug-ins) still wakes the workers here. The payload
 -- says who woke them (workers ignore it): 'inserted' here; 'submitted',
