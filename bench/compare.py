@@ -103,6 +103,7 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 def families(processes: list[subprocess.Popen[bytes]]) -> list[psutil.Process]:
+    """Each process and every child it forked (a pool)."""
     found = []
     for process in processes:
         try:
@@ -124,20 +125,14 @@ def server_processes(names: tuple[str, ...]) -> list[psutil.Process]:
 def peak_rss_mib(processes: list[subprocess.Popen[bytes]]) -> list[float]:
     """Peak RSS of each worker process and of each child it forked (a pool)."""
     peaks = []
-    for process in processes:
+    for member in families(processes):
         try:
-            parent = psutil.Process(process.pid)
-            family = [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
+            status = Path(f"/proc/{member.pid}/status").read_text()
+        except OSError:
             continue
-        for member in family:
-            try:
-                status = Path(f"/proc/{member.pid}/status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]) / 1024)
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
     return peaks
 
 

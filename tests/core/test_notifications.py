@@ -11,6 +11,7 @@ import pytest
 from easyclaw.core.notifications import Listener
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_for
+from tests.worker.helpers import events
 
 
 async def test_a_listener_that_cannot_connect_says_so_and_keeps_trying(
@@ -26,12 +27,9 @@ async def test_a_listener_that_cannot_connect_says_so_and_keeps_trying(
         max_backoff_seconds=0.05,
     )
 
-    def failures() -> list[logging.LogRecord]:
-        return [r for r in caplog.records if r.getMessage() == "listener.connect_failed"]
-
     task = asyncio.create_task(listener.run())
     try:
-        await wait_for(lambda: len(failures()) >= 2, timeout=10)
+        await wait_for(lambda: len(events(caplog, "listener.connect_failed")) >= 2, timeout=10)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
